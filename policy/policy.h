@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * Pure policy logic: the rule model, an immutable refcounted rule snapshot,
+ * and evaluation. Nothing here does I/O except policy_rule_resolve_names(),
+ * which turns user/group names into ids when a rule is added (evaluation
+ * uses ids only, never NSS).
+ *
+ * Semantics (docs/architecture.md):
+ *   - a rule has an action (allow|deny) and at least one selector;
+ *   - all selectors of a rule must match (AND);
+ *   - any matching deny rule wins over every allow rule;
+ *   - no matching rule is deny (default deny);
+ *   - mode permissive admits what would be denied but still reports the
+ *     deny verdict; it never applies to the control endpoint.
+ */
+
+#include <sys/types.h>
+
+#include "macro.h"
+#include "strutil.h"
+
+typedef enum PolicyAction {
+        POLICY_ACTION_DENY = 0,
+        POLICY_ACTION_ALLOW = 1,
+        _POLICY_ACTION_MAX,
+        _POLICY_ACTION_INVALID = -EINVAL,
+} PolicyAction;
+
+typedef enum PolicyEndpoint {
+        POLICY_ENDPOINT_DATA = 0,
+        POLICY_ENDPOINT_TCP,
+        POLICY_ENDPOINT_ENROLL,
+        POLICY_ENDPOINT_CONTROL,
+        _POLICY_ENDPOINT_MAX,
+        _POLICY_ENDPOINT_INVALID = -EINVAL,
+} PolicyEndpoint;
+
+typedef enum PolicyMode {
+        POLICY_MODE_ENFORCE = 0,
+        POLICY_MODE_PERMISSIVE,
+        _POLICY_MODE_MAX,
+        _POLICY_MODE_INVALID = -EINVAL,
+} PolicyMode;
+
+/* Which selectors a rule carries (bit set in PolicyRule.selectors). */
+enum {
+        POLICY_SEL_UID = 1u << 0,      /* uid (user name kept for display) */
+        POLICY_SEL_GID = 1u << 1,      /* gid: primary or supplementary (group name kept for display) */
+        POLICY_SEL_PATH = 1u << 2,     /* exact executable path as /proc/<pid>/exe reports it */
+        POLICY_SEL_SHA256 = 1u << 3,   /* SHA-256 of the executable */
+        POLICY_SEL_ENDPOINT = 1u << 4, /* endpoint name */
+        _POLICY_SEL_ALL = (1u << 5) - 1,
+};
+
+#define POLICY_PATH_MAX 4096
+#define POLICY_COMMENT_MAX 1024
+#define POLICY_NAME_MAX 256 /* user or group name */
+#define POLICY_RULES_MAX 100000
+
+typedef struct PolicyRule {
+        int64_t id;             /* store row id; 0 until stored */
+        PolicyAction action;
+        unsigned selectors;     /* POLICY_SEL_* */
+        uint32_t uid;
+        char *user;             /* optional display name of uid, NULL if given by number */
+        uint32_t gid;
+        char *group;            /* optional display name of gid */
+        char *path;
+        uint8_t sha256[SHA256_DIGEST_LEN];
+        PolicyEndpoint endpoint;
+        char *comment;          /* may be NULL */
+} PolicyRule;
+
+const char *policy_action_to_string(PolicyAction a) _const_;
+PolicyAction policy_action_from_string(const char *s) _pure_;
+const char *policy_endpoint_to_string(PolicyEndpoint e) _const_;
+PolicyEndpoint policy_endpoint_from_string(const char *s) _pure_;
+const char *policy_mode_to_string(PolicyMode m) _const_;
+PolicyMode policy_mode_from_string(const char *s) _pure_;
+
+/* Free the strings a rule owns (not the rule itself) and zero it. */
+void policy_rule_done(PolicyRule *rule);
+
+/* Deep copy. */
+int policy_rule_copy(const PolicyRule *src, PolicyRule *ret);
+
+/*
+ * Check a rule's shape: valid action, at least one selector, absolute
+ * normalised path within POLICY_PATH_MAX, printable UTF-8 comment within
+ * POLICY_COMMENT_MAX, valid endpoint. -EINVAL on failure; *ret_field (if
+ * non-NULL) names the offending field ("action", "path", ...).
+ */
+int policy_rule_validate(const PolicyRule *rule, const char **ret_field);
+
+/*
+ * Resolve rule->user/rule->group names to ids (NSS) when the rule carries a
+ * name and POLICY_SEL_UID/GID. If the rule also carries an explicit id that
+ * disagrees with the name, -EINVAL with *ret_field "uid"/"gid". Unknown name:
+ * -ESRCH with *ret_field "user"/"group". Called when a rule is added, never
+ * during evaluation.
+ */
+int policy_rule_resolve_names(PolicyRule *rule, const char **ret_field);
+
+/* An immutable, refcounted set of rules (thread-safe refcount). */
+typedef struct PolicySnapshot PolicySnapshot;
+
+/*
+ * Take ownership of rules[0..n_rules) (the array and their strings; the
+ * array must come from malloc) into a new snapshot. On failure the rules are
+ * still owned by the caller.
+ */
+int policy_snapshot_new(PolicyRule *rules, size_t n_rules, uint64_t generation,
+                        PolicyMode mode, PolicySnapshot **ret);
+PolicySnapshot *policy_snapshot_ref(PolicySnapshot *s);
+PolicySnapshot *policy_snapshot_unref(PolicySnapshot *s);
+DEFINE_TRIVIAL_CLEANUP_FUNC(PolicySnapshot *, policy_snapshot_unref);
+
+uint64_t policy_snapshot_generation(const PolicySnapshot *s) _pure_;
+PolicyMode policy_snapshot_mode(const PolicySnapshot *s) _pure_;
+size_t policy_snapshot_n_rules(const PolicySnapshot *s) _pure_;
+const PolicyRule *policy_snapshot_rule(const PolicySnapshot *s, size_t i) _pure_;
+
+/* What is known about a client when it is judged. */
+typedef struct PolicyQuery {
+        uint32_t uid;
+        uint32_t gid;
+        const uint32_t *supplementary_gids;
+        size_t n_supplementary_gids;
+        const char *exe_path;           /* NULL if unknown: a path selector never matches */
+        const uint8_t *exe_sha256;      /* NULL if unknown: a sha256 selector never matches */
+        PolicyEndpoint endpoint;
+} PolicyQuery;
+
+typedef enum PolicyReason {
+        POLICY_REASON_ALLOW_RULE,       /* an allow rule matched and no deny rule did */
+        POLICY_REASON_DENY_RULE,        /* a deny rule matched */
+        POLICY_REASON_NO_MATCH,         /* default deny */
+        POLICY_REASON_INVALID_QUERY,    /* the query itself was unusable */
+} PolicyReason;
+
+typedef struct PolicyVerdict {
+        bool allow;                     /* the policy's decision */
+        bool admit;                     /* what to do: allow, or permissive mode on a non-control endpoint */
+        PolicyReason reason;
+        const PolicyRule *rule;         /* the deciding rule (points into the snapshot), NULL on no match */
+        uint64_t generation;
+} PolicyVerdict;
+
+/*
+ * Judge a query against a snapshot. Pure: no I/O, no allocation. The
+ * verdict's rule pointer is valid as long as the caller holds the snapshot.
+ * With several matching rules of the deciding action, the one with the
+ * lowest id decides (stable, explainable).
+ */
+void policy_evaluate(const PolicySnapshot *s, const PolicyQuery *q, PolicyVerdict *ret);
+
+const char *policy_reason_to_string(PolicyReason r) _const_;
