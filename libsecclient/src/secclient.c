@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <string.h>
+
+#include "secclient-internal.h"
+
+_public_ const char *secclient_version(void) {
+        return SECD_VERSION;
+}
+
+_public_ const char *secclient_strerror(int error) {
+        switch (error < 0 ? -error : error) {
+        case 0:
+                return "Success";
+        case EREMOTEIO:
+                return "The service answered with an error";
+        case ECONNRESET:
+                return "The service closed the connection";
+        case ECONNREFUSED:
+                return "Nobody is listening on the socket (is secd running?)";
+        case ENOENT:
+                return "No such socket (is secd running?)";
+        case EACCES:
+                return "Permission denied on the socket";
+        case ETIMEDOUT:
+                return "Timed out waiting for the service";
+        case EBADMSG:
+                return "Malformed message from the service";
+        case EMSGSIZE:
+                return "Message too large";
+        case ENAMETOOLONG:
+                return "Socket path too long";
+        case EINVAL:
+                return "Invalid argument";
+        case EBUSY:
+                return "A call is already in progress on this connection";
+        case ENOTCONN:
+                return "The connection is closed";
+        default:
+                /* strerror() is not thread-safe in theory; strerrordesc_np() is. */
+                return strerrordesc_np(error < 0 ? -error : error) ?: "Unknown error";
+        }
+}
