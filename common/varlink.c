@@ -236,10 +236,24 @@ static bool is_hex(unsigned char c) {
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
+static size_t json_literal_len(const char *p, size_t avail) {
+        static const char *const literals[] = { "true", "false", "null" };
+
+        for (size_t k = 0; k < ELEMENTSOF(literals); k++) {
+                size_t n = strlen(literals[k]);
+
+                if (avail >= n && memcmp(p, literals[k], n) == 0 &&
+                    (avail == n || !ascii_alnum(p[n])))
+                        return n;
+        }
+        return 0;
+}
+
 /*
  * Before json-c sees the text: valid UTF-8, no raw NUL, no raw control
- * characters inside strings, and no "\u0000" escape anywhere (json-c would
- * silently cut object keys at it, and C strings everywhere downstream).
+ * characters inside strings, no "\u0000" escape anywhere (json-c would
+ * silently cut object keys at it, and C strings everywhere downstream), and
+ * outside strings nothing but JSON's punctuation, numbers and literals.
  */
 static bool json_text_is_clean(const char *text, size_t size) {
         const unsigned char *p = (const unsigned char *) text;
@@ -258,8 +272,21 @@ static bool json_text_is_clean(const char *text, size_t size) {
                         continue;
                 }
                 if (!in_string) {
-                        if (c == '"')
+                        if (c == '"') {
                                 in_string = true;
+                                i++;
+                                continue;
+                        }
+                        /* Outside strings only JSON's own literals: json-c would also take NaN, Infinity. */
+                        if (ascii_alpha((char) c) && c != 'e' && c != 'E') {
+                                size_t n = json_literal_len(text + i, size - i);
+                                if (n == 0)
+                                        return false;
+                                i += n;
+                                continue;
+                        }
+                        if (!strchr("{}[],: \t\r\n0123456789+-.eE", c))
+                                return false;
                         i++;
                         continue;
                 }
@@ -682,7 +709,11 @@ static const VarlinkField *field_find(const VarlinkField fields[], const char *n
         return NULL;
 }
 
-/* An integer that fits int64_t; json-c keeps integers above INT64_MAX as uint64. */
+/*
+ * An integer within [INT64_MIN + 1, INT64_MAX]. json-c keeps integers above
+ * INT64_MAX as uint64 (saturating at UINT64_MAX), but saturates those below
+ * INT64_MIN to INT64_MIN silently, so that value cannot be trusted.
+ */
 static bool json_int64_get(json_object *v, int64_t *ret) {
         int64_t i;
 
@@ -690,6 +721,8 @@ static bool json_int64_get(json_object *v, int64_t *ret) {
                 return false;
         i = json_object_get_int64(v);
         if (i == INT64_MAX && json_object_get_uint64(v) != (uint64_t) INT64_MAX)
+                return false;
+        if (i == INT64_MIN)
                 return false;
         *ret = i;
         return true;

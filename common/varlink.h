@@ -169,7 +169,7 @@ int varlink_error_invalid_parameter_format(const char *parameter, char **ret, si
 
 typedef enum VarlinkFieldType {
         VARLINK_FIELD_STRING,  /* const char **: borrowed from the parameters object, no NUL inside */
-        VARLINK_FIELD_INT,     /* int64_t *: JSON integer within int64; doubles refused */
+        VARLINK_FIELD_INT,     /* int64_t *: JSON integer in [INT64_MIN + 1, INT64_MAX]; doubles refused */
         VARLINK_FIELD_UINT32,  /* uint32_t *: JSON integer 0..UINT32_MAX (uids, gids, ids) */
         VARLINK_FIELD_BOOL,    /* bool * */
         VARLINK_FIELD_FLOAT,   /* double *: JSON number (integers accepted) */
