@@ -58,6 +58,8 @@ enum {
 #define POLICY_COMMENT_MAX 1024
 #define POLICY_NAME_MAX 256 /* user or group name */
 #define POLICY_RULES_MAX 100000
+/* A uid/gid selector whose id is not known yet (named, not resolved); (uid_t) -1 is never an id. */
+#define POLICY_ID_UNSET UINT32_MAX
 
 typedef struct PolicyRule {
         int64_t id;             /* store row id; 0 until stored */
@@ -87,10 +89,39 @@ void policy_rule_done(PolicyRule *rule);
 int policy_rule_copy(const PolicyRule *src, PolicyRule *ret);
 
 /*
+ * Same rule: id, action, selectors, comment, and the values of the selectors
+ * that are set (fields of unset selectors are ignored).
+ */
+bool policy_rule_equal(const PolicyRule *a, const PolicyRule *b) _pure_;
+
+/*
+ * A plausible user or group name: 1..POLICY_NAME_MAX bytes of [A-Za-z0-9_.@-]
+ * (a final '$' allowed), not starting with '-' or '.', not all digits.
+ */
+bool policy_name_is_valid(const char *name) _pure_;
+
+/*
+ * An absolute, normalised path shorter than POLICY_PATH_MAX: no empty, "."
+ * or ".." segment (so no "//", "/./", "/../"), no trailing '/', printable
+ * UTF-8.
+ */
+bool policy_path_is_valid(const char *path) _pure_;
+
+/* True if every uid/gid selector of the rule carries its id (names resolved). */
+bool policy_rule_is_resolved(const PolicyRule *rule) _pure_;
+
+/*
  * Check a rule's shape: valid action, at least one selector, absolute
  * normalised path within POLICY_PATH_MAX, printable UTF-8 comment within
  * POLICY_COMMENT_MAX, valid endpoint. -EINVAL on failure; *ret_field (if
  * non-NULL) names the offending field ("action", "path", ...).
+ *
+ * Fields: "action", "id" (negative), "selectors" (none, or unknown bits),
+ * "user"/"group" (not policy_name_is_valid(), or a name without its
+ * selector bit), "uid"/"gid" (selector with neither a name nor an id),
+ * "path" (invalid, or present without POLICY_SEL_PATH or vice versa),
+ * "endpoint", "comment". A rule that names a user but whose uid is still
+ * POLICY_ID_UNSET is valid (not yet resolved); a snapshot refuses it.
  */
 int policy_rule_validate(const PolicyRule *rule, const char **ret_field);
 
@@ -99,7 +130,11 @@ int policy_rule_validate(const PolicyRule *rule, const char **ret_field);
  * name and POLICY_SEL_UID/GID. If the rule also carries an explicit id that
  * disagrees with the name, -EINVAL with *ret_field "uid"/"gid". Unknown name:
  * -ESRCH with *ret_field "user"/"group". Called when a rule is added, never
- * during evaluation.
+ * during evaluation. A rule that carries only ids is left alone (no reverse
+ * look-up: user/group stay NULL). A rule given by name only must carry
+ * uid/gid POLICY_ID_UNSET (any other value is an explicit id to check
+ * against). On failure the rule is unchanged.
+ * NSS buffers grow on ERANGE up to 1 MiB, then -ERANGE.
  */
 int policy_rule_resolve_names(PolicyRule *rule, const char **ret_field);
 
@@ -109,7 +144,11 @@ typedef struct PolicySnapshot PolicySnapshot;
 /*
  * Take ownership of rules[0..n_rules) (the array and their strings; the
  * array must come from malloc) into a new snapshot. On failure the rules are
- * still owned by the caller.
+ * still owned by the caller. Every rule must pass policy_rule_validate() and
+ * be resolved (policy_rule_is_resolved()), else -EINVAL. The snapshot keeps
+ * the rules in evaluation order: deny rules first, then ascending id, then
+ * input order; policy_snapshot_rule(s, i) walks that order. The refcount is
+ * atomic: ref/unref from any thread; the rules are never modified.
  */
 int policy_snapshot_new(PolicyRule *rules, size_t n_rules, uint64_t generation,
                         PolicyMode mode, PolicySnapshot **ret);
@@ -153,6 +192,11 @@ typedef struct PolicyVerdict {
  * verdict's rule pointer is valid as long as the caller holds the snapshot.
  * With several matching rules of the deciding action, the one with the
  * lowest id decides (stable, explainable).
+ *
+ * A NULL snapshot or query, an invalid endpoint, a uid or gid of
+ * POLICY_ID_UNSET, or supplementary gids counted but NULL give reason
+ * POLICY_REASON_INVALID_QUERY with allow = admit = false in every mode.
+ * Cost: one linear pass over the rules, stopping at the first match.
  */
 void policy_evaluate(const PolicySnapshot *s, const PolicyQuery *q, PolicyVerdict *ret);
 
