@@ -249,13 +249,53 @@ static size_t json_literal_len(const char *p, size_t avail) {
         return 0;
 }
 
+static bool is_digit(char c) {
+        return c >= '0' && c <= '9';
+}
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?, not followed by more number characters. */
+static size_t json_number_len(const char *p, size_t avail) {
+        size_t i = 0;
+
+        if (i < avail && p[i] == '-')
+                i++;
+        if (i >= avail || !is_digit(p[i]))
+                return 0;
+        if (p[i] == '0')
+                i++;
+        else
+                while (i < avail && is_digit(p[i]))
+                        i++;
+        if (i < avail && p[i] == '.') {
+                i++;
+                if (i >= avail || !is_digit(p[i]))
+                        return 0;
+                while (i < avail && is_digit(p[i]))
+                        i++;
+        }
+        if (i < avail && (p[i] == 'e' || p[i] == 'E')) {
+                i++;
+                if (i < avail && (p[i] == '+' || p[i] == '-'))
+                        i++;
+                if (i >= avail || !is_digit(p[i]))
+                        return 0;
+                while (i < avail && is_digit(p[i]))
+                        i++;
+        }
+        if (i < avail && (is_digit(p[i]) || p[i] == '.' || p[i] == 'e' || p[i] == 'E' ||
+                          p[i] == '+' || p[i] == '-'))
+                return 0;
+        return i;
+}
+
 /*
  * Before json-c sees the text: valid UTF-8, no raw NUL, no raw control
  * characters inside strings, no "\u0000" escape anywhere (json-c would
  * silently cut object keys at it, and C strings everywhere downstream), and
  * outside strings nothing but JSON's punctuation, numbers and literals.
+ * Counts the object members (colons outside strings) into *members.
  */
-static bool json_text_is_clean(const char *text, size_t size) {
+static bool json_text_is_clean(const char *text, size_t size, size_t *members) {
         const unsigned char *p = (const unsigned char *) text;
         bool in_string = false;
 
@@ -277,16 +317,28 @@ static bool json_text_is_clean(const char *text, size_t size) {
                                 i++;
                                 continue;
                         }
-                        /* Outside strings only JSON's own literals: json-c would also take NaN, Infinity. */
-                        if (ascii_alpha((char) c) && c != 'e' && c != 'E') {
+                        /*
+                         * Outside strings only JSON's own grammar: json-c would also take
+                         * NaN, Infinity, "1." and "01" (and write "1." back out).
+                         */
+                        if (ascii_alpha((char) c)) {
                                 size_t n = json_literal_len(text + i, size - i);
                                 if (n == 0)
                                         return false;
                                 i += n;
                                 continue;
                         }
-                        if (!strchr("{}[],: \t\r\n0123456789+-.eE", c))
+                        if (c == '-' || (c >= '0' && c <= '9')) {
+                                size_t n = json_number_len(text + i, size - i);
+                                if (n == 0)
+                                        return false;
+                                i += n;
+                                continue;
+                        }
+                        if (!strchr("{}[],: \t\r\n", c))
                                 return false;
+                        if (c == ':')
+                                (*members)++;
                         i++;
                         continue;
                 }
@@ -321,14 +373,31 @@ static bool json_space(char c) {
 }
 
 /* One JSON object, nothing but whitespace after it. */
+/* Members of every object in the tree; json-c keeps one of each duplicate key. */
+static size_t json_count_members(json_object *o) {
+        size_t n = 0;
+
+        if (json_object_is_type(o, json_type_object)) {
+                json_object_object_foreach(o, key, v) {
+                        (void) key;
+                        n += 1 + json_count_members(v);
+                }
+        } else if (json_object_is_type(o, json_type_array)) {
+                size_t len = json_object_array_length(o);
+                for (size_t i = 0; i < len; i++)
+                        n += json_count_members(json_object_array_get_idx(o, i));
+        }
+        return n;
+}
+
 static int parse_object(const char *message, size_t size, json_object **ret) {
         json_tokener *tok;
         json_object *o;
-        size_t end;
+        size_t end, members = 0;
 
         if (!message || size == 0 || size > INT_MAX)
                 return -EBADMSG;
-        if (!json_text_is_clean(message, size))
+        if (!json_text_is_clean(message, size, &members))
                 return -EBADMSG;
 
         tok = json_tokener_new_ex(VARLINK_JSON_DEPTH_MAX);
@@ -351,6 +420,11 @@ static int parse_object(const char *message, size_t size, json_object **ret) {
                         json_object_put(o);
                         return -EBADMSG;
                 }
+        /* Duplicate keys: which one counts would depend on the parser. Refuse them. */
+        if (json_count_members(o) != members) {
+                json_object_put(o);
+                return -EBADMSG;
+        }
 
         *ret = o;
         return 0;

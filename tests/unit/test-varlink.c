@@ -203,6 +203,13 @@ static void test_call_parse_ok(void **state) {
         assert_int_equal(call_parse_str("{\"method\":\"a.b.C\",\"parameters\":{\"s\":\"\xc3\xa9\xe2\x82\xac\\u00e9\\n\"}}", &c), 0);
         assert_string_equal(json_object_get_string(json_object_object_get(c.parameters, "s")),
                             "\xc3\xa9\xe2\x82\xac\xc3\xa9\n");
+        varlink_call_done(&c);
+
+        /* Every form of JSON number, literal and nesting; the same key in sibling objects. */
+        assert_int_equal(call_parse_str("{\"method\":\"a.b.C\",\"parameters\":{\"n\":[0,-0,12,-12,1.5,"
+                                        "0.5e-3,1E+2,-2e5],\"l\":[true,false,null],"
+                                        "\"o\":[{\"a\":1},{\"a\":{\"a\":[]}}]}}", &c), 0);
+        assert_int_equal(json_object_array_length(json_object_object_get(c.parameters, "n")), 8);
 }
 
 static void test_call_parse_malformed(void **state) {
@@ -267,6 +274,19 @@ static void test_call_parse_malformed(void **state) {
                 "{\"method\":\"io.secd.Status.Get\",\"parameters\":{\"a\":True}}",
                 "{\"method\":\"io.secd.Status.Get\",\"parameters\":{\"a\":01}}",
                 "{\"method\":\"io.secd.Status.Get\" /* c */}",
+                /* numbers outside JSON's grammar that json-c takes */
+                "{\"method\":\"io.secd.Status.Get\",\"parameters\":{\"a\":1.}}",
+                "{\"method\":\"io.secd.Status.Get\",\"parameters\":{\"a\":00}}",
+                "{\"method\":\"io.secd.Status.Get\",\"parameters\":{\"a\":-01}}",
+                "{\"method\":\"io.secd.Status.Get\",\"parameters\":{\"a\":+1}}",
+                "{\"method\":\"io.secd.Status.Get\",\"parameters\":{\"a\":.5}}",
+                "{\"method\":\"io.secd.Status.Get\",\"parameters\":{\"a\":1e}}",
+                "{\"method\":\"io.secd.Status.Get\",\"parameters\":{\"a\":1-2}}",
+                "{\"method\":\"io.secd.Status.Get\",\"parameters\":{\"a\":truex}}",
+                /* duplicate keys, top level and nested */
+                "{\"method\":\"io.secd.Status.Get\",\"method\":\"io.secd.Policy.Add\"}",
+                "{\"method\":\"io.secd.Status.Get\",\"parameters\":{\"a\":1,\"a\":2}}",
+                "{\"method\":\"io.secd.Status.Get\",\"parameters\":{\"a\":[{\"b\":1,\"b\":1}]}}",
         };
 
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
