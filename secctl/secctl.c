@@ -197,6 +197,8 @@ bool ctl_endpoint_valid(const char *s) {
 void ctl_context_done(CtlContext *ctx) {
         free(ctx->sel.binary_path);
         ctx->sel.binary_path = NULL;
+        free(ctx->words);
+        ctx->words = NULL;
 }
 
 static int usage_error(const char *fmt, ...) _printf_(1, 2);
@@ -378,8 +380,10 @@ static int check_verb_usage(const CtlContext *ctx) {
 
 int ctl_parse_argv(int argc, char **argv, CtlContext *ctx, FILE *out) {
         struct option longopts[ELEMENTSOF(ctl_options) + 1] = {};
-        char optstring[3 + 2 * ELEMENTSOF(ctl_options)] = ":";
-        size_t k = 1;
+        /* "-": words come back in order as 1, whatever POSIXLY_CORRECT says. */
+        char optstring[4 + 2 * ELEMENTSOF(ctl_options)] = "-:";
+        size_t k = 2;
+        int n_words = 0;
         int c, r, taken;
 
         *ctx = (CtlContext) {
@@ -403,11 +407,22 @@ int ctl_parse_argv(int argc, char **argv, CtlContext *ctx, FILE *out) {
         }
         optstring[k] = '\0';
 
+        if (argc < 1)
+                return usage_error("Missing verb. See 'secctl --help' for the list of verbs.");
+        ctx->words = calloc((size_t) argc, sizeof(char *));
+        if (!ctx->words)
+                return log_oom(), CTL_EXIT_FAILURE;
+
         /* Options may follow the verb ("secctl policy allow --uid 0"); "--" ends them. */
         optind = 0;
         opterr = 0;
         while ((c = getopt_long(argc, argv, optstring, longopts, NULL)) >= 0) {
                 const CtlOption *o = NULL;
+
+                if (c == 1) {
+                        ctx->words[n_words++] = optarg;
+                        continue;
+                }
 
                 if (c == '?') {
                         if (optopt >= 0x100)
@@ -450,25 +465,29 @@ int ctl_parse_argv(int argc, char **argv, CtlContext *ctx, FILE *out) {
                 return 1;
         }
 
-        if (optind >= argc)
+        /* Whatever follows "--" is a word too, even if it starts with '-'. */
+        while (optind < argc)
+                ctx->words[n_words++] = argv[optind++];
+
+        if (n_words == 0)
                 return usage_error("Missing verb. See 'secctl --help' for the list of verbs.");
 
-        r = ctl_verb_find(argv + optind, argc - optind, &ctx->verb, &taken);
+        r = ctl_verb_find(ctx->words, n_words, &ctx->verb, &taken);
         if (r == -ENXIO) {
                 char subs[256];
 
-                list_subverbs(argv[optind], subs, sizeof subs);
-                if (optind + 1 >= argc)
-                        return usage_error("'%s' needs a verb: %s.", argv[optind], subs);
-                return usage_error("Unknown verb '%s %s'; expected one of: %s.", argv[optind],
-                                   argv[optind + 1], subs);
+                list_subverbs(ctx->words[0], subs, sizeof subs);
+                if (n_words < 2)
+                        return usage_error("'%s' needs a verb: %s.", ctx->words[0], subs);
+                return usage_error("Unknown verb '%s %s'; expected one of: %s.", ctx->words[0],
+                                   ctx->words[1], subs);
         }
         if (r < 0)
                 return usage_error("Unknown verb '%s'. See 'secctl --help' for the list of verbs.",
-                                   argv[optind]);
+                                   ctx->words[0]);
 
-        ctx->args = argv + optind + taken;
-        ctx->n_args = argc - optind - taken;
+        ctx->args = ctx->words + taken;
+        ctx->n_args = n_words - taken;
         return check_verb_usage(ctx);
 }
 

@@ -110,7 +110,8 @@ typedef struct CtlContext {
         bool follow;
         unsigned limit;             /* 0: secd's default */
         CtlSelectors sel;
-        char **args;                /* positional arguments after the verb words */
+        char **words;               /* owned array: the words of argv that are not options */
+        char **args;                /* positional arguments after the verb words (into words) */
         int n_args;
         const struct CtlVerb *verb;
         FILE *out;                  /* stdout unless a test says otherwise */

@@ -261,6 +261,16 @@ static void test_parse_success(void **state) {
         assert_string_equal(ctx.args[0], "-x");
         ctl_context_done(&ctx);
 
+        /* Options after the verb work also under POSIXLY_CORRECT. */
+        char *argv4[] = { "secctl", "policy", "remove", "7", "--json", NULL };
+        setenv("POSIXLY_CORRECT", "1", 1);
+        assert_int_equal(ctl_parse_argv((int) ELEMENTSOF(argv4) - 1, argv4, &ctx, NULL), 0);
+        unsetenv("POSIXLY_CORRECT");
+        assert_true(ctx.json);
+        assert_int_equal(ctx.n_args, 1);
+        assert_string_equal(ctx.args[0], "7");
+        ctl_context_done(&ctx);
+
         /* Socket: --socket, then $SECCTL_SOCKET, then the default. */
         char *argv3[] = { "secctl", "audit", "--follow", "--limit", "5", NULL };
         unsetenv("SECCTL_SOCKET");
