@@ -15,12 +15,15 @@
 
 #define EXE_HASH_MAX_SIZE_DEFAULT (UINT64_C(512) << 20) /* 512 MiB */
 #define EXE_HASH_CACHE_ENTRIES_DEFAULT 1024
+#define EXE_HASH_CACHE_ENTRIES_MAX 65536
 
 /*
  * Hash the open file fd from offset 0 (pread, so the file offset is not
  * used), expecting the size in st. Fails with -EFBIG if st->st_size exceeds
  * max_size, -EBADF/-EISDIR/-EINVAL if it is not a regular file, and -ESTALE
- * if the file changed size while being read.
+ * if the file changed size while being read, or if fstat(fd) afterwards no
+ * longer matches st (dev, ino, size, mtime, ctime): the digest then belongs
+ * to no single version of the file.
  */
 int exe_hash_fd(int fd, const struct stat *st, uint64_t max_size, uint8_t ret[SHA256_DIGEST_LEN]);
 
@@ -35,7 +38,10 @@ typedef struct ExeHashCacheStats {
         size_t capacity;
 } ExeHashCacheStats;
 
-/* capacity entries (LRU), files larger than max_file_size are refused. */
+/*
+ * capacity entries (LRU, 1..EXE_HASH_CACHE_ENTRIES_MAX, else -EINVAL), files
+ * larger than max_file_size are refused.
+ */
 int exe_hash_cache_new(size_t capacity, uint64_t max_file_size, ExeHashCache **ret);
 ExeHashCache *exe_hash_cache_free(ExeHashCache *c);
 DEFINE_TRIVIAL_CLEANUP_FUNC(ExeHashCache *, exe_hash_cache_free);
@@ -46,7 +52,8 @@ int exe_hash_cache_lookup(ExeHashCache *c, const struct stat *st, uint8_t ret[SH
 /*
  * Look up, and on a miss hash fd and insert. Returns 0 and the digest, or
  * a negative errno from exe_hash_fd(). The file is hashed without holding
- * the lock. Thread-safe.
+ * the lock. Thread-safe. A file over max_file_size is refused with -EFBIG
+ * before the lookup: it counts as too_large, not as a miss.
  */
 int exe_hash_cache_get(ExeHashCache *c, int fd, const struct stat *st, uint8_t ret[SHA256_DIGEST_LEN]);
 
