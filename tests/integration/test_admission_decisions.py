@@ -1,0 +1,213 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Admission on the data and enroll endpoints, as the audit trail records it.
+
+Until mTLS exists secd judges every connecting process, records the
+decision and closes the connection. The tests connect as real processes
+(this interpreter as root, a forked child as nobody, a modified copy of the
+interpreter) and compare the recorded facts with what the kernel and
+sha256sum say about them.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import unittest
+
+from secdtest import (EXIT_SUCCESS, NOBODY_UID, SecdTestCase, TIMEOUT, base_env, run_as,
+                      sha256sum, wait_until)
+
+PYTHON_EXE = os.path.realpath("/usr/bin/python3")
+
+
+def connect_and_wait(path):
+    """Connect, wait until secd hangs up; return our pid (runs in any process)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.connect(path)
+    try:
+        data = s.recv(1)
+    except ConnectionResetError:
+        data = b""
+    s.close()
+    if data:
+        raise AssertionError(f"secd sent {data!r} on an admission-only endpoint")
+    return os.getpid()
+
+
+CONNECT_CODE = """
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(30)
+s.connect(sys.argv[1])
+try:
+    data = s.recv(1)
+except ConnectionResetError:
+    data = b""
+assert data == b"", data
+print(os.getpid())
+"""
+
+
+def sha256sum_of(path):
+    return sha256sum(path).split()[0].decode()
+
+
+class AdmissionTest(SecdTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.d = self.secd_dev()
+        # Other uids reach the data and enroll sockets (0666) through 0755 directories.
+        for p in (os.path.dirname(self.d.runtime_dir), self.d.runtime_dir):
+            os.chmod(p, 0o755)
+        self.python_sha = sha256sum_of(PYTHON_EXE)
+
+    def tearDown(self):
+        if self.d.alive():
+            self.d.stop()
+        super().tearDown()
+
+    def decision_for(self, pid):
+        """The audit entry of the admission decision about pid (bounded wait)."""
+        def find():
+            doc = self.secctl_json("audit", "--limit", "1000")
+            entries = doc["entries"] if isinstance(doc, dict) else doc
+            hits = [e for e in entries if e["kind"] == "decision" and (e.get("fields") or {}).get("pid") == pid]
+            return hits
+        hits = wait_until(find, what=f"an audit decision about pid {pid}")
+        self.assertEqual(len(hits), 1, f"one connection, one decision: {hits}")
+        return hits[0]
+
+    def connect_as_root(self, endpoint="data"):
+        path = self.d.data if endpoint == "data" else self.d.enroll
+        return self.decision_for(connect_and_wait(path))
+
+    def connect_as_nobody(self, endpoint="data"):
+        path = self.d.data if endpoint == "data" else self.d.enroll
+        return self.decision_for(run_as(NOBODY_UID, connect_and_wait, path))
+
+    def generation(self):
+        return self.secctl_json("policy", "list")["generation"]
+
+    def dev_rule(self):
+        rules = [r for r in self.rules() if r.get("uid") == os.getuid() and r["action"] == "allow"]
+        self.assertEqual(len(rules), 1, self.rules())
+        return rules[0]["id"]
+
+    def test_allowed_connection_is_recorded_with_its_facts(self):
+        e = self.connect_as_root()
+        f = e["fields"]
+        self.assertEqual(f["verdict"], "allow", e)
+        self.assertIs(f["admit"], True)
+        self.assertEqual(f["uid"], os.getuid())
+        self.assertEqual(f["gid"], os.getgid())
+        self.assertEqual(f["exe"], PYTHON_EXE)
+        self.assertEqual(f["sha256"], self.python_sha, "the hash secd computed is not sha256sum's")
+        self.assertEqual(f["endpoint"], "data")
+        self.assertEqual(f["rule"], self.dev_rule())
+        self.assertEqual(f["generation"], self.generation())
+        self.assertIn("allow", e["message"])
+        # secctl's human audit output shows it too.
+        cp = self.secctl("audit", "--limit", "5", expect=EXIT_SUCCESS)
+        self.assertIn(f"pid={f['pid']}", cp.stdout)
+        st = self.secctl_json("status")
+        self.assertGreaterEqual(st["decisions"]["allowed"], 1)
+        self.assertGreaterEqual(st["hash_cache"]["misses"] + st["hash_cache"]["hits"], 1)
+
+        # The same process on the enroll endpoint.
+        e = self.connect_as_root("enroll")
+        self.assertEqual((e["fields"]["endpoint"], e["fields"]["verdict"]), ("enroll", "allow"))
+
+    def test_other_uid_is_denied_until_a_rule_allows_it(self):
+        denied_before = self.secctl_json("status")["decisions"]["denied"]
+        e = self.connect_as_nobody()
+        f = e["fields"]
+        self.assertEqual((f["verdict"], f["admit"], f["uid"]), ("deny", False, NOBODY_UID), e)
+        self.assertEqual(f["reason"], "no-match")
+        self.assertEqual(f["sha256"], self.python_sha)
+        self.assertNotIn("rule", f)
+        self.assertEqual(self.secctl_json("status")["decisions"]["denied"], denied_before + 1)
+
+        # The very next admission is decided by the new policy.
+        rid = self.add_rule("allow", "--uid", str(NOBODY_UID))
+        e = self.connect_as_nobody()
+        self.assertEqual((e["fields"]["verdict"], e["fields"]["rule"], e["fields"]["generation"]),
+                         ("allow", rid, self.generation()))
+
+        # Deny wins: a deny rule for this executable beats the allow.
+        deny = self.add_rule("deny", "--binary", "/usr/bin/python3", "--uid", str(NOBODY_UID))
+        e = self.connect_as_nobody()
+        self.assertEqual((e["fields"]["verdict"], e["fields"]["reason"], e["fields"]["rule"]),
+                         ("deny", "deny-rule", deny))
+        # root, the same binary, is not hit by that deny rule.
+        self.assertEqual(self.connect_as_root()["fields"]["verdict"], "allow")
+
+        # Removing the rules restores the default.
+        self.secctl("policy", "remove", str(deny), expect=EXIT_SUCCESS)
+        self.secctl("policy", "remove", str(rid), expect=EXIT_SUCCESS)
+        self.assertEqual(self.connect_as_nobody()["fields"]["reason"], "no-match")
+
+    def run_clone(self, exe, path):
+        """Run exe (a Python interpreter) as nobody to connect to path; returns its pid."""
+        cp = subprocess.run([exe, "-I", "-c", CONNECT_CODE, path], capture_output=True, text=True,
+                            env=base_env(), timeout=TIMEOUT, cwd="/",
+                            user=NOBODY_UID, group=65534, extra_groups=[])
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        return int(cp.stdout)
+
+    def test_endpoint_and_executable_selectors(self):
+        self.add_rule("allow", "--uid", str(NOBODY_UID), "--endpoint", "enroll",
+                      "--sha256", self.python_sha)
+        self.assertEqual(self.connect_as_nobody("enroll")["fields"]["verdict"], "allow")
+        self.assertEqual(self.connect_as_nobody("data")["fields"]["verdict"], "deny")
+
+        # Another executable (a copy of the interpreter with other bytes) is
+        # judged by its own path and hash.
+        clone = self.path("pyclone")
+        shutil.copy(PYTHON_EXE, clone)
+        with open(clone, "ab") as f:
+            f.write(b"\0secd integration test\0")
+        os.chmod(clone, 0o755)
+        e = self.decision_for(self.run_clone(clone, self.d.enroll))
+        f = e["fields"]
+        self.assertEqual((f["exe"], f["sha256"], f["verdict"]), (clone, sha256sum_of(clone), "deny"), e)
+
+        # Allowed by path alone.
+        rid = self.add_rule("allow", "--path", clone)
+        e = self.decision_for(self.run_clone(clone, self.d.data))
+        self.assertEqual((e["fields"]["verdict"], e["fields"]["rule"]), ("allow", rid), e)
+
+    def test_permissive_mode_logs_deny_but_admits(self):
+        self.secctl("policy", "mode", "permissive", expect=EXIT_SUCCESS)
+        before = self.secctl_json("status")["decisions"]
+        e = self.connect_as_nobody()
+        f = e["fields"]
+        self.assertEqual((f["verdict"], f["admit"], f["reason"]), ("deny", True, "no-match"), e)
+        self.assertIn("permissive", e["message"])
+        after = self.secctl_json("status")["decisions"]
+        self.assertEqual(after["permissive"], before["permissive"] + 1)
+        self.assertEqual(after["denied"], before["denied"])
+        # Back to enforce: the same client is refused again.
+        self.secctl("policy", "mode", "enforce", expect=EXIT_SUCCESS)
+        f = self.connect_as_nobody()["fields"]
+        self.assertEqual((f["verdict"], f["admit"]), ("deny", False))
+
+    def test_policy_test_agrees_with_admission(self):
+        """What 'policy test' predicts is what admission decides."""
+        self.add_rule("allow", "--uid", str(NOBODY_UID), "--endpoint", "data")
+        for endpoint in ("data", "enroll"):
+            with self.subTest(endpoint=endpoint):
+                doc = self.secctl_json("policy", "test", "--uid", str(NOBODY_UID), "--gid", "65534",
+                                       "--binary", "/usr/bin/python3", "--endpoint", endpoint,
+                                       expect=None)
+                f = self.connect_as_nobody(endpoint)["fields"]
+                self.assertEqual(doc["allow"], f["verdict"] == "allow", (doc, f))
+                self.assertEqual(doc["admit"], f["admit"])
+                self.assertEqual((doc.get("rule") or {}).get("id"), f.get("rule"))
+
+
+if __name__ == "__main__":
+    unittest.main()
