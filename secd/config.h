@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * secd's configuration: one table of keys (config.c) serves the file
+ * (/etc/secd/secd.conf, "key = value" lines) and the command line (one
+ * --key-with-dashes option per key), so both always agree. Documented in
+ * secd.conf(5).
+ */
+
+#include <sys/socket.h>
+
+#include "macro.h"
+
+#define SECD_CONFIG_FILE_DEFAULT "/etc/secd/secd.conf"
+#define SECD_STATE_DIR_DEFAULT "/var/lib/secd"
+#define SECD_RUNTIME_DIR_DEFAULT "/run/secd"
+#define SECD_ADMIN_GROUP_DEFAULT "secd-admin"
+#define SECD_DEV_DIR_DEFAULT "secd-dev"
+
+typedef struct Config {
+        char *state_dir;
+        char *runtime_dir;
+        char *admin_group;
+        char *tcp_listen;               /* NULL: the tcp endpoint is off */
+        uint64_t max_connections;       /* concurrent control connections */
+        uint64_t control_message_max;   /* bytes of one Varlink message, NUL included */
+        uint64_t control_output_max;    /* bytes queued for one slow control client */
+        uint64_t idle_timeout;          /* usec */
+        uint64_t request_timeout;       /* usec */
+        uint64_t hash_max_size;         /* bytes */
+        uint64_t hash_cache_entries;
+        uint64_t audit_max_rows;
+        uint64_t drain_timeout;         /* usec */
+        int log_level;                  /* LOG_* */
+} Config;
+
+/* Fill in the built-in defaults. */
+int config_init(Config *c);
+void config_done(Config *c);
+int config_copy(const Config *src, Config *ret);
+
+/*
+ * Set key to value (as written in the file or given on the command line).
+ * -ENOENT for an unknown key; -EINVAL/-ERANGE for a bad value, with a
+ * malloc'd reason in *ret_reason (may be NULL).
+ */
+int config_set(Config *c, const char *key, const char *value, char **ret_reason);
+
+/*
+ * Read "key = value" lines from path. A missing file is -ENOENT (the caller
+ * decides whether that is fine). Any other problem: negative errno and a
+ * malloc'd "path:line: reason" in *ret_error.
+ */
+int config_load_file(Config *c, const char *path, char **ret_error);
+
+/*
+ * Restart-only keys whose value differs between running and loaded; for
+ * those, loaded gets the running value back. Returns the number of keys
+ * and (if ret_names) a NULL-terminated malloc'd array of static key names.
+ */
+int config_keep_restart_only(const Config *running, Config *loaded, const char ***ret_names);
+
+/* The table, for getopt and --help. */
+typedef struct ConfigKeyInfo {
+        const char *name;
+        const char *metavar;
+        const char *help;
+} ConfigKeyInfo;
+size_t config_n_keys(void);
+const ConfigKeyInfo *config_key_info(size_t i);
+
+/* "[::1]:7443", "127.0.0.1:7443", "[::]:7443" -> socket address. */
+int config_parse_inet_address(const char *s, struct sockaddr_storage *ret, socklen_t *ret_len);
+
+const char *config_log_level_to_string(int level);

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * io.secd.Status, io.secd.Audit, io.secd.Service and the org.varlink.service
+ * introspection methods.
+ */
+#include <inttypes.h>
+
+#include "control.h"
+#include "interfaces.h"
+#include "log.h"
+#include "secd-messages.h"
+
+#define AUDIT_TAIL_DEFAULT 20
+#define AUDIT_TAIL_MAX 1000
+/* No web site yet: point at the manual, as systemd units do. */
+#define SECD_URL "man:secd(8)"
+
+static int add_int(json_object *o, const char *k, int64_t v) {
+        json_object *i = json_object_new_int64(v);
+
+        if (!i || json_object_object_add(o, k, i) < 0) {
+                json_object_put(i);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int add_obj(json_object *o, const char *k, json_object *v) {
+        if (!v || json_object_object_add(o, k, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int control_status_get(ControlConnection *c, const VarlinkCall *call) {
+        Manager *m = c->manager;
+        static const VarlinkField fields[] = { {} };
+        _cleanup_(json_object_unrefp) json_object *reply = NULL;
+        json_object *conn, *dec, *hc;
+        ExeHashCacheStats st;
+        const char *bad = NULL;
+
+        if (varlink_params_extract(call->parameters, fields, &bad) < 0)
+                return control_error_invalid_parameter(c, bad);
+
+        exe_hash_cache_stats(m->hash_cache, &st);
+        reply = json_object_new_object();
+        conn = json_object_new_object();
+        dec = json_object_new_object();
+        hc = json_object_new_object();
+        if (!reply || !conn || !dec || !hc) {
+                json_object_put(conn);
+                json_object_put(dec);
+                json_object_put(hc);
+                return -ENOMEM;
+        }
+        if (add_int(conn, "data", (int64_t) m->n_connections[POLICY_ENDPOINT_DATA]) < 0 ||
+            add_int(conn, "tcp", (int64_t) m->n_connections[POLICY_ENDPOINT_TCP]) < 0 ||
+            add_int(conn, "enroll", (int64_t) m->n_connections[POLICY_ENDPOINT_ENROLL]) < 0 ||
+            add_int(conn, "control", (int64_t) m->n_connections[POLICY_ENDPOINT_CONTROL]) < 0 ||
+            add_int(dec, "allowed", (int64_t) m->decisions.allowed) < 0 ||
+            add_int(dec, "denied", (int64_t) m->decisions.denied) < 0 ||
+            add_int(dec, "permissive", (int64_t) m->decisions.permissive) < 0 ||
+            add_int(hc, "hits", (int64_t) st.hits) < 0 || add_int(hc, "misses", (int64_t) st.misses) < 0 ||
+            add_int(hc, "evictions", (int64_t) st.evictions) < 0 ||
+            add_int(hc, "too_large", (int64_t) st.too_large) < 0 ||
+            add_int(hc, "entries", (int64_t) st.entries) < 0 || add_int(hc, "capacity", (int64_t) st.capacity) < 0) {
+                json_object_put(conn);
+                json_object_put(dec);
+                json_object_put(hc);
+                return -ENOMEM;
+        }
+        if (add_obj(reply, "version", json_object_new_string(SECD_VERSION)) < 0 ||
+            add_int(reply, "uptime_usec", (int64_t) (now_usec(CLOCK_MONOTONIC) - m->start_usec)) < 0 ||
+            add_obj(reply, "mode", json_object_new_string(policy_mode_to_string(policy_snapshot_mode(m->policy)))) < 0 ||
+            add_int(reply, "generation", (int64_t) policy_snapshot_generation(m->policy)) < 0 ||
+            add_int(reply, "rules", (int64_t) policy_snapshot_n_rules(m->policy)) < 0) {
+                json_object_put(conn);
+                json_object_put(dec);
+                json_object_put(hc);
+                return -ENOMEM;
+        }
+        if (add_obj(reply, "connections", conn) < 0) {
+                json_object_put(dec);
+                json_object_put(hc);
+                return -ENOMEM;
+        }
+        if (add_obj(reply, "decisions", dec) < 0) {
+                json_object_put(hc);
+                return -ENOMEM;
+        }
+        if (add_obj(reply, "hash_cache", hc) < 0)
+                return -ENOMEM;
+        return control_reply(c, TAKE_PTR(reply), false);
+}
+
+int control_service_reload(ControlConnection *c, const VarlinkCall *call) {
+        Manager *m = c->manager;
+        static const VarlinkField fields[] = { {} };
+        _cleanup_free_ const char **restart = NULL;
+        _cleanup_free_ char *error = NULL, *message = NULL, *uid = NULL;
+        _cleanup_(json_object_unrefp) json_object *reply = NULL, *names = NULL, *audit = NULL;
+        const char *bad = NULL;
+        int r;
+
+        if (varlink_params_extract(call->parameters, fields, &bad) < 0)
+                return control_error_invalid_parameter(c, bad);
+
+        r = manager_reload(m, &restart, &error);
+        if (r < 0 && error) {
+                json_object *p = json_object_new_object();
+                if (add_obj(p, "reason", json_object_new_string(error)) < 0) {
+                        json_object_put(p);
+                        return -ENOMEM;
+                }
+                return control_error(c, "io.secd.Service.InvalidConfiguration", p);
+        }
+        if (r < 0)
+                return r;
+
+        names = json_object_new_array();
+        if (!names)
+                return -ENOMEM;
+        for (size_t i = 0; restart && restart[i]; i++)
+                if (json_object_array_add(names, json_object_new_string(restart[i])) < 0)
+                        return -ENOMEM;
+
+        message = strdup_printf("uid %u reloaded the configuration and policy (generation %" PRIu64 ").",
+                        (unsigned) control_peer_uid(c), policy_snapshot_generation(m->policy));
+        uid = strdup_printf("ADMIN_UID=%u", (unsigned) control_peer_uid(c));
+        if (message && uid)
+                log_struct(LOG_INFO, message, SECD_MESSAGE_RELOAD, uid, NULL);
+        audit = json_object_new_object();
+        if (audit && add_int(audit, "admin_uid", control_peer_uid(c)) >= 0 &&
+            add_obj(audit, "restart_needed", json_object_get(names)) >= 0)
+                manager_audit(m, "service", message ?: "reload", audit);
+
+        reply = json_object_new_object();
+        if (!reply || add_int(reply, "generation", (int64_t) policy_snapshot_generation(m->policy)) < 0 ||
+            add_obj(reply, "restart_needed", TAKE_PTR(names)) < 0)
+                return -ENOMEM;
+        return control_reply(c, TAKE_PTR(reply), false);
+}
+
+int control_audit_tail(ControlConnection *c, const VarlinkCall *call) {
+        Manager *m = c->manager;
+        int64_t limit = AUDIT_TAIL_DEFAULT;
+        const VarlinkField fields[] = {
+                { "limit", VARLINK_FIELD_INT, 0, &limit },
+                {},
+        };
+        _cleanup_(json_object_unrefp) json_object *reply = NULL, *entries = NULL;
+        DbAuditEntry *list = NULL;
+        size_t n = 0;
+        const char *bad = NULL;
+        int r;
+
+        if (varlink_params_extract(call->parameters, fields, &bad) < 0)
+                return control_error_invalid_parameter(c, bad);
+        if (limit < 0 || limit > AUDIT_TAIL_MAX)
+                return control_error_invalid_parameter(c, "limit");
+
+        if (limit > 0) {
+                r = db_audit_list(m->db, -1, (size_t) limit, &list, &n);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot read the audit trail: %m (%s)", db_last_error(m->db));
+        }
+
+        entries = json_object_new_array();
+        if (!entries) {
+                db_audit_entries_free(list, n);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                json_object *e = json_object_new_object(), *f = NULL;
+
+                if (list[i].fields_json) {
+                        f = json_tokener_parse(list[i].fields_json);
+                        if (f && !json_object_is_type(f, json_type_object)) {
+                                json_object_put(f);
+                                f = NULL;
+                        }
+                }
+                if (!e || add_int(e, "id", list[i].id) < 0 || add_int(e, "time_usec", list[i].time_usec) < 0 ||
+                    add_obj(e, "kind", json_object_new_string(list[i].kind ?: "")) < 0 ||
+                    add_obj(e, "message", json_object_new_string(list[i].message ?: "")) < 0 ||
+                    (f && add_obj(e, "fields", TAKE_PTR(f)) < 0) || json_object_array_add(entries, e) < 0) {
+                        json_object_put(e);
+                        json_object_put(f);
+                        db_audit_entries_free(list, n);
+                        return -ENOMEM;
+                }
+        }
+        db_audit_entries_free(list, n);
+
+        reply = json_object_new_object();
+        if (!reply || add_obj(reply, "entries", TAKE_PTR(entries)) < 0)
+                return -ENOMEM;
+
+        /* With "more": the tail now, then every new entry as it is written (control_audit_broadcast()). */
+        if (call->more && !call->oneway) {
+                r = control_reply(c, TAKE_PTR(reply), true);
+                if (r < 0)
+                        return r;
+                c->following = true;
+                log_debug("control #%" PRIu64 ": following the audit trail.", c->serial);
+                return 0;
+        }
+        return control_reply(c, TAKE_PTR(reply), false);
+}
+
+int control_service_get_info(ControlConnection *c, const VarlinkCall *call) {
+        static const VarlinkField fields[] = { {} };
+        _cleanup_(json_object_unrefp) json_object *reply = NULL, *names = NULL;
+        const char *bad = NULL;
+
+        if (varlink_params_extract(call->parameters, fields, &bad) < 0)
+                return control_error_invalid_parameter(c, bad);
+
+        names = json_object_new_array();
+        if (!names)
+                return -ENOMEM;
+        for (size_t i = 0; i < secd_n_interfaces; i++)
+                if (json_object_array_add(names, json_object_new_string(secd_interfaces[i].name)) < 0)
+                        return -ENOMEM;
+
+        reply = json_object_new_object();
+        if (!reply || add_obj(reply, "vendor", json_object_new_string("secd")) < 0 ||
+            add_obj(reply, "product", json_object_new_string("secd")) < 0 ||
+            add_obj(reply, "version", json_object_new_string(SECD_VERSION)) < 0 ||
+            add_obj(reply, "url", json_object_new_string(SECD_URL)) < 0 ||
+            add_obj(reply, "interfaces", TAKE_PTR(names)) < 0)
+                return -ENOMEM;
+        return control_reply(c, TAKE_PTR(reply), false);
+}
+
+int control_service_get_interface_description(ControlConnection *c, const VarlinkCall *call) {
+        const char *name = NULL;
+        const VarlinkField fields[] = {
+                { "interface", VARLINK_FIELD_STRING, VARLINK_FIELD_REQUIRED, &name },
+                {},
+        };
+        _cleanup_(json_object_unrefp) json_object *reply = NULL;
+        const char *bad = NULL;
+
+        if (varlink_params_extract(call->parameters, fields, &bad) < 0)
+                return control_error_invalid_parameter(c, bad);
+
+        for (size_t i = 0; i < secd_n_interfaces; i++) {
+                if (!streq(secd_interfaces[i].name, name))
+                        continue;
+                reply = json_object_new_object();
+                if (!reply || add_obj(reply, "description", json_object_new_string(secd_interfaces[i].description)) < 0)
+                        return -ENOMEM;
+                return control_reply(c, TAKE_PTR(reply), false);
+        }
+
+        reply = json_object_new_object();
+        if (!reply || add_obj(reply, "interface", json_object_new_string(name)) < 0)
+                return -ENOMEM;
+        return control_error(c, VARLINK_ERROR_INTERFACE_NOT_FOUND, TAKE_PTR(reply));
+}

@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include "control.h"
+#include "endpoint.h"
+#include "log.h"
+#include "manager.h"
+#include "secd-messages.h"
+
+/* Trim the audit table every this many appends (a DELETE over an index, cheap). */
+#define MANAGER_AUDIT_TRIM_EVERY 256
+
+int manager_new(Manager **ret) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        int r;
+
+        m = calloc(1, sizeof *m);
+        if (!m)
+                return -ENOMEM;
+        m->admin_gid = (gid_t) -1;
+        r = config_init(&m->config);
+        if (r < 0)
+                return r;
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                return r;
+        m->start_usec = now_usec(CLOCK_MONOTONIC);
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        while (m->connections)
+                control_connection_free(m->connections);
+        for (size_t i = 0; i < ELEMENTSOF(m->endpoints); i++)
+                m->endpoints[i] = endpoint_free(m->endpoints[i]);
+        sd_event_source_disable_unref(m->sigterm_source);
+        sd_event_source_disable_unref(m->sigint_source);
+        sd_event_source_disable_unref(m->sighup_source);
+        sd_event_source_disable_unref(m->watchdog_source);
+        sd_event_source_disable_unref(m->drain_source);
+        policy_snapshot_unref(m->policy);
+        exe_hash_cache_free(m->hash_cache);
+        db_close(m->db);
+        sd_event_unref(m->event);
+        for (size_t i = 0; i < m->n_cmdline; i++) {
+                free(m->cmdline_keys[i]);
+                free(m->cmdline_values[i]);
+        }
+        free(m->cmdline_keys);
+        free(m->cmdline_values);
+        free(m->config_file);
+        config_done(&m->config);
+        free(m);
+        return NULL;
+}
+
+int manager_open_store(Manager *m) {
+        _cleanup_free_ char *path = NULL;
+        int r;
+
+        r = mkdir_p(m->config.state_dir, 0700);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create the state directory %s: %m", m->config.state_dir);
+        if (asprintf(&path, "%s/secd.db", m->config.state_dir) < 0)
+                return log_oom();
+        r = db_open(path, DB_OPEN_CREATE, &m->db);
+        if (r < 0)
+                return log_error_errno(r, "Cannot open the store %s: %m (%s)", path, db_last_error(NULL));
+        log_debug("Store %s open.", path);
+        return 0;
+}
+
+int manager_policy_reload(Manager *m) {
+        PolicyRule *rules = NULL;
+        size_t n = 0;
+        uint64_t generation;
+        PolicyMode mode;
+        PolicySnapshot *s;
+        int r;
+
+        r = db_policy_generation(m->db, &generation);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read the policy generation: %m (%s)", db_last_error(m->db));
+        r = db_policy_mode(m->db, &mode);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read the policy mode: %m (%s)", db_last_error(m->db));
+        r = db_rules_load(m->db, &rules, &n);
+        if (r < 0)
+                return log_error_errno(r, "Cannot load the policy rules: %m (%s)", db_last_error(m->db));
+        r = policy_snapshot_new(rules, n, generation, mode, &s);
+        if (r < 0) {
+                policy_rules_free(rules, n);
+                return log_error_errno(r, "Cannot build a policy snapshot from the store: %m");
+        }
+
+        /* Swap: whoever holds the old snapshot keeps it alive until done. */
+        policy_snapshot_unref(m->policy);
+        m->policy = s;
+        log_debug("Policy generation %" PRIu64 " loaded: %zu rules, mode %s.", generation, n,
+                  policy_mode_to_string(mode));
+        manager_send_status(m);
+        return 0;
+}
+
+int manager_hash_cache_setup(Manager *m) {
+        ExeHashCache *c;
+        ExeHashCacheStats st;
+        int r;
+
+        if (m->hash_cache) {
+                exe_hash_cache_stats(m->hash_cache, &st);
+                if (st.capacity == m->config.hash_cache_entries && m->hash_max_size_running == m->config.hash_max_size)
+                        return 0;
+        }
+        r = exe_hash_cache_new((size_t) m->config.hash_cache_entries, m->config.hash_max_size, &c);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create the executable hash cache: %m");
+        exe_hash_cache_free(m->hash_cache);
+        m->hash_cache = c;
+        m->hash_max_size_running = m->config.hash_max_size;
+        return 0;
+}
+
+static json_object *audit_entry_to_json(int64_t id, int64_t time_usec, const char *kind, const char *message,
+                                        json_object *fields) {
+        json_object *o = json_object_new_object();
+
+        if (!o)
+                return NULL;
+        if (json_object_object_add(o, "id", json_object_new_int64(id)) < 0 ||
+            json_object_object_add(o, "time_usec", json_object_new_int64(time_usec)) < 0 ||
+            json_object_object_add(o, "kind", json_object_new_string(kind)) < 0 ||
+            json_object_object_add(o, "message", json_object_new_string(message)) < 0 ||
+            (fields && json_object_object_add(o, "fields", json_object_get(fields)) < 0)) {
+                json_object_put(o);
+                return NULL;
+        }
+        return o;
+}
+
+int manager_audit_append(Manager *m, const char *kind, const char *message, json_object *fields,
+                         int64_t *ret_id, int64_t *ret_time) {
+        _cleanup_free_ char *truncated = NULL;
+        DbAuditEntry e = {
+                .time_usec = (int64_t) now_usec(CLOCK_REALTIME),
+                .kind = (char *) kind,
+                .message = (char *) message,
+                .fields_json = fields ? (char *) json_object_to_json_string_ext(fields, JSON_C_TO_STRING_PLAIN) : NULL,
+        };
+        int64_t id;
+        int r;
+
+        /* The store bounds messages; a long path or comment must not make the change fail. */
+        if (strlen(message) > DB_AUDIT_MESSAGE_MAX) {
+                size_t l = DB_AUDIT_MESSAGE_MAX - 3;
+
+                while (l > 0 && ((unsigned char) message[l] & 0xc0) == 0x80)
+                        l--;
+                truncated = strdup_printf("%.*s...", (int) l, message);
+                if (!truncated)
+                        return -ENOMEM;
+                e.message = truncated;
+        }
+
+        r = db_audit_append(m->db, &e, &id);
+        if (r < 0)
+                return r;
+        if (ret_id)
+                *ret_id = id;
+        if (ret_time)
+                *ret_time = e.time_usec;
+        return 0;
+}
+
+void manager_audit_publish(Manager *m, int64_t id, int64_t time_usec, const char *kind, const char *message,
+                           json_object *fields) {
+        _cleanup_(json_object_unrefp) json_object *entry = NULL;
+
+        if (++m->audit_appends >= MANAGER_AUDIT_TRIM_EVERY) {
+                int r = db_audit_trim(m->db, (size_t) m->config.audit_max_rows);
+                if (r < 0)
+                        log_warning_errno(r, "Cannot trim the audit trail: %m (%s)", db_last_error(m->db));
+                m->audit_appends = 0;
+        }
+
+        entry = audit_entry_to_json(id, time_usec, kind, message, fields);
+        if (!entry) {
+                log_oom();
+                return;
+        }
+        control_audit_broadcast(m, entry);
+}
+
+void manager_audit(Manager *m, const char *kind, const char *message, json_object *fields) {
+        int64_t id, t;
+        int r;
+
+        r = manager_audit_append(m, kind, message, fields, &id, &t);
+        if (r < 0) {
+                log_struct_errno(LOG_ERR, r, "Cannot append to the audit trail.", SECD_MESSAGE_ERROR, NULL);
+                return;
+        }
+        manager_audit_publish(m, id, t, kind, message, fields);
+}
+
+bool manager_peer_is_admin(Manager *m, uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups) {
+        if (uid == 0)
+                return true;
+        if (m->dev)
+                return uid == m->dev_uid;
+        if (m->admin_gid == (gid_t) -1)
+                return false;
+        if (gid == m->admin_gid)
+                return true;
+        for (size_t i = 0; i < n_groups; i++)
+                if (groups[i] == m->admin_gid)
+                        return true;
+        return false;
+}
+
+void manager_send_status(Manager *m) {
+        uint64_t control = m->n_control_connections;
+
+        if (!m->policy)
+                return;
+        (void) sd_notifyf(false, "STATUS=%s, mode %s, %zu rules, generation %" PRIu64 ", %" PRIu64
+                                 " control connections; decisions: %" PRIu64 " allowed, %" PRIu64 " denied, %" PRIu64
+                                 " permissive",
+                          m->stopping ? "Stopping" : "Running", policy_mode_to_string(policy_snapshot_mode(m->policy)),
+                          policy_snapshot_n_rules(m->policy), policy_snapshot_generation(m->policy), control,
+                          m->decisions.allowed, m->decisions.denied, m->decisions.permissive);
+}
+
+int manager_load_config(Manager *m, Config *ret, char **ret_error) {
+        _cleanup_(config_done) Config c = {};
+        int r;
+
+        r = config_init(&c);
+        if (r < 0)
+                return r;
+        if (m->dev) {
+                /* --dev: every path under one folder in the working directory. */
+                r = config_set(&c, "state_dir", SECD_DEV_DIR_DEFAULT "/state", NULL);
+                if (r >= 0)
+                        r = config_set(&c, "runtime_dir", SECD_DEV_DIR_DEFAULT "/run", NULL);
+                if (r < 0)
+                        return r;
+        }
+        if (m->config_file || !m->dev) {
+                const char *path = m->config_file ?: SECD_CONFIG_FILE_DEFAULT;
+
+                r = config_load_file(&c, path, ret_error);
+                if (r == -ENOENT && !m->config_file_explicit)
+                        log_debug("No configuration file %s, using the defaults.", path);
+                else if (r == -ENOENT) {
+                        if (ret_error)
+                                *ret_error = strdup_printf("%s: no such file", path);
+                        return r;
+                } else if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < m->n_cmdline; i++) {
+                _cleanup_free_ char *why = NULL;
+
+                r = config_set(&c, m->cmdline_keys[i], m->cmdline_values[i], &why);
+                if (r < 0) {
+                        if (ret_error)
+                                *ret_error = strdup_printf("--%s: %s", m->cmdline_keys[i], why ?: strerror(-r));
+                        return r;
+                }
+        }
+        *ret = c;
+        c = (Config) {};
+        return 0;
+}
+
+int manager_reload(Manager *m, const char ***ret_restart_needed, char **ret_error) {
+        _cleanup_(config_done) Config c = {};
+        _cleanup_free_ const char **restart = NULL;
+        _cleanup_free_ char *error = NULL;
+        int r, n;
+
+        r = manager_load_config(m, &c, &error);
+        if (r < 0) {
+                log_struct_errno(LOG_ERR, r, error ?: "The configuration is invalid; keeping the running one.",
+                                 SECD_MESSAGE_ERROR, NULL);
+                if (ret_error)
+                        *ret_error = TAKE_PTR(error);
+                return r;
+        }
+        n = config_keep_restart_only(&m->config, &c, &restart);
+        if (n < 0)
+                return log_oom();
+        for (int i = 0; i < n; i++)
+                log_warning("%s changed in the configuration; it takes effect at the next restart.", restart[i]);
+
+        config_done(&m->config);
+        m->config = c;
+        c = (Config) {};
+        log_set_max_level(m->config.log_level);
+
+        r = manager_hash_cache_setup(m);
+        if (r < 0)
+                return r;
+        r = manager_policy_reload(m);
+        if (r < 0)
+                return r;
+
+        if (ret_restart_needed)
+                *ret_restart_needed = TAKE_PTR(restart);
+        return 0;
+}

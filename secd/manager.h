@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The daemon's state: one Manager per process, owned by run() in secd.c and
+ * driven by one sd_event loop. Everything here runs on that loop's thread.
+ *
+ * Shared, swappable state follows the design: the policy snapshot is
+ * immutable and replaced as a whole (manager_policy_reload()), the hash
+ * cache is the locked, bounded ExeHashCache.
+ */
+
+#include <json-c/json.h>
+#include <systemd/sd-event.h>
+
+#include "config.h"
+#include "db.h"
+#include "exe-hash.h"
+#include "policy.h"
+#include "util.h"
+
+static inline void json_object_unrefp(json_object **o) {
+        if (*o)
+                (void) json_object_put(*o);
+}
+
+typedef struct Endpoint Endpoint;
+typedef struct ControlConnection ControlConnection;
+
+typedef struct DecisionCounters {
+        uint64_t allowed;       /* the policy allowed */
+        uint64_t denied;        /* refused (enforce mode, or before evaluation) */
+        uint64_t permissive;    /* the policy denied, permissive mode admitted */
+} DecisionCounters;
+
+typedef struct Manager {
+        sd_event *event;
+
+        Config config;                  /* running configuration */
+        char *config_file;              /* explicit --config, or NULL */
+        bool config_file_explicit;
+        char **cmdline_keys;            /* command-line overrides, re-applied on reload */
+        char **cmdline_values;
+        size_t n_cmdline;
+
+        bool dev;                       /* --dev: the invoking user is admin */
+        uid_t dev_uid;
+        gid_t admin_gid;                /* resolved at start (not in --dev) */
+
+        Db *db;
+        PolicySnapshot *policy;
+        ExeHashCache *hash_cache;
+        uint64_t hash_max_size_running; /* the limit hash_cache was made with */
+
+        Endpoint *endpoints[4];         /* by PolicyEndpoint */
+        ControlConnection *connections; /* control connections, linked list */
+        size_t n_control_connections;
+        uint64_t n_connections[4];      /* open now, by PolicyEndpoint */
+        DecisionCounters decisions;
+
+        uint64_t start_usec;            /* CLOCK_MONOTONIC */
+        unsigned audit_appends;         /* since the last trim */
+
+        sd_event_source *sigterm_source, *sigint_source, *sighup_source;
+        sd_event_source *watchdog_source, *drain_source;
+        uint64_t watchdog_usec;
+        bool stopping;
+        int exit_code;
+} Manager;
+
+int manager_new(Manager **ret);
+Manager *manager_free(Manager *m);
+DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
+
+/* Open (create) the store under state_dir. */
+int manager_open_store(Manager *m);
+
+/* Make a new snapshot from the store and swap it in. */
+int manager_policy_reload(Manager *m);
+
+/* (Re)create the hash cache from the running config when its limits changed. */
+int manager_hash_cache_setup(Manager *m);
+
+/*
+ * Append an audit entry (kind, message, fields: a JSON object or NULL, not
+ * consumed) and push it to Audit.Tail followers. Errors are logged, never
+ * fatal: the audit trail must not decide anything.
+ */
+void manager_audit(Manager *m, const char *kind, const char *message, json_object *fields);
+
+/* The same, inside an open store transaction: the caller commits. */
+int manager_audit_append(Manager *m, const char *kind, const char *message, json_object *fields,
+                         int64_t *ret_id, int64_t *ret_time);
+/* Push an entry already committed to the store to the followers. */
+void manager_audit_publish(Manager *m, int64_t id, int64_t time_usec, const char *kind,
+                           const char *message, json_object *fields);
+
+/*
+ * Build a configuration: defaults, --dev paths, the file (the default one
+ * may be missing, an explicit one may not), then the command-line options.
+ */
+int manager_load_config(Manager *m, Config *ret, char **ret_error);
+
+/* Re-read config and policy (SIGHUP and Service.Reload). */
+int manager_reload(Manager *m, const char ***ret_restart_needed, char **ret_error);
+
+/* Send STATUS= with a live summary. */
+void manager_send_status(Manager *m);
+
+/* Is the peer with these connect-time credentials an administrator? */
+bool manager_peer_is_admin(Manager *m, uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups);
