@@ -12,6 +12,9 @@
  *   -EBADMSG  not a database / corrupt file (never overwritten)
  *   -EPROTONOSUPPORT  schema newer than this code
  *   -EROFS/-EACCES/-ENOSPC/-EIO  as the file system says
+ *   -EINVAL   a CHECK, NOT NULL, type or foreign-key constraint failed (a value
+ *             out of bounds, a rule without selector, ...), or a bad argument
+ *   -E2BIG    a value or a result larger than the store accepts
  * The SQLite message for the last failure is kept: db_last_error().
  *
  * A Db handle is used by one thread at a time (the daemon's writer owns
@@ -25,32 +28,80 @@ typedef struct Db Db;
 
 #define DB_SCHEMA_VERSION_LATEST 1  /* bumped by each migration that lands */
 
+/* PRAGMA application_id of a secd store ("secd"); other non-zero ids are refused. */
+#define DB_APPLICATION_ID 0x73656364
+
+/* Bounds enforced by the schema (bytes, without the NUL). */
+#define DB_SETTING_KEY_MAX 128
+#define DB_SETTING_VALUE_MAX 4096
+#define DB_AUDIT_KIND_MAX 64
+#define DB_AUDIT_MESSAGE_MAX 4096
+#define DB_AUDIT_FIELDS_MAX 65536
+/* db_audit_list() returns at most this many entries per call. */
+#define DB_AUDIT_LIST_MAX 10000
+
+#define DB_BUSY_TIMEOUT_USEC_DEFAULT (5 * 1000 * 1000)
+
 typedef enum DbOpenFlags {
         DB_OPEN_CREATE = 1 << 0,        /* create the file and schema if missing */
         DB_OPEN_READONLY = 1 << 1,
 } DbOpenFlags;
 
-/* Open (and migrate) path; ":memory:" for tests. */
+/*
+ * Open (and migrate) path; ":memory:" for tests. Nothing is written to a
+ * file before it is known to be a secd store (or empty): a file that is not
+ * SQLite, is corrupt, carries another application_id, or has tables but no
+ * secd marker gives -EBADMSG and is left untouched. A missing file without
+ * DB_OPEN_CREATE is -ENOENT. A store older than the code is migrated (with
+ * DB_OPEN_READONLY that is -EROFS instead). DB_OPEN_READONLY and
+ * DB_OPEN_CREATE together are -EINVAL.
+ */
 int db_open(const char *path, DbOpenFlags flags, Db **ret);
 Db *db_close(Db *db);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Db *, db_close);
 
-/* SQLite's message for the last failure on this handle (never NULL). */
+/*
+ * SQLite's (or our) message for the last failure on this handle, never NULL.
+ * db_last_error(NULL) is the message of the last failed db_open() in the
+ * calling thread.
+ */
 const char *db_last_error(Db *db);
 int db_schema_version(Db *db, int *ret);
 
-/* Explicit transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK). */
+/* How long a statement waits for another connection's lock before -EBUSY. */
+int db_set_busy_timeout(Db *db, uint64_t usec);
+
+/*
+ * Explicit transactions (BEGIN IMMEDIATE / COMMIT / ROLLBACK; a plain BEGIN,
+ * i.e. a consistent read snapshot, on a read-only handle). db_begin() while
+ * one is open is -EALREADY; db_commit()/db_rollback() without one is -EINVAL.
+ * If SQLite had to roll the transaction back itself after an error (disk
+ * full, I/O error), db_commit() is -ECANCELED. After a failed db_commit()
+ * the transaction is still open: call db_rollback().
+ */
 int db_begin(Db *db);
 int db_commit(Db *db);
 int db_rollback(Db *db);
 
-/* Settings: small key/value strings. -ENOENT if unset. */
+/*
+ * Settings: small key/value strings. -ENOENT if unset. Keys starting with
+ * "policy." belong to the policy calls below: db_setting_set() refuses them
+ * with -EPERM (so the generation cannot be changed behind their back).
+ */
 int db_setting_get(Db *db, const char *key, char **ret);
 int db_setting_set(Db *db, const char *key, const char *value);
 
 /*
  * Policy. Each mutating call bumps the policy generation in the same
- * transaction (its own, unless the caller has one open).
+ * transaction (its own, unless the caller has one open, in which case it
+ * runs in a savepoint: a failed call undoes only itself). A failed call
+ * changes nothing, the generation included.
+ *
+ * db_rule_insert() stores the selectors named by rule->selectors (a set
+ * selector with a missing value, or an unknown bit, is -EINVAL; values of
+ * unset selectors are ignored); the schema refuses a rule without selector
+ * and out-of-bounds strings (-EINVAL). ret_id may be NULL. Validating the
+ * rule's meaning is the caller's job (policy_rule_validate()).
  */
 int db_policy_generation(Db *db, uint64_t *ret);
 int db_policy_mode(Db *db, PolicyMode *ret);               /* default enforce */
@@ -72,9 +123,18 @@ typedef struct DbAuditEntry {
         char *fields_json;      /* JSON object with the attested facts, may be NULL */
 } DbAuditEntry;
 
+/*
+ * e->id is ignored; e->time_usec <= 0 means now. kind and message are
+ * required, fields_json must be a JSON object if set. Ids only grow (never
+ * reused after a trim), so a follower can resume with after_id.
+ */
 int db_audit_append(Db *db, const DbAuditEntry *e, int64_t *ret_id);
-/* Entries with id > after_id, oldest first, at most limit; or the newest limit if after_id < 0. */
+/*
+ * Entries with id > after_id, oldest first, at most limit; or the newest limit
+ * if after_id < 0 (still oldest first). limit is capped at DB_AUDIT_LIST_MAX.
+ * The caller frees the array with db_audit_entries_free().
+ */
 int db_audit_list(Db *db, int64_t after_id, size_t limit, DbAuditEntry **ret, size_t *ret_n);
-/* Keep at most max_rows newest entries. */
+/* Keep at most max_rows newest entries. Returns the number of entries removed. */
 int db_audit_trim(Db *db, size_t max_rows);
 void db_audit_entries_free(DbAuditEntry *e, size_t n);

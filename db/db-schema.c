@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The schema, as ordered migrations. A step that has shipped is never
+ * edited: later changes are new steps appended below (and
+ * DB_SCHEMA_VERSION_LATEST bumped with them). Bounds are literal numbers
+ * here on purpose, so changing a C constant cannot silently change what an
+ * old step creates; the asserts tie the two together.
+ */
+#include "db-internal.h"
+
+_Static_assert(POLICY_NAME_MAX == 256, "migration 1 bounds user/group names by 256 bytes");
+_Static_assert(POLICY_PATH_MAX == 4096, "migration 1 bounds paths to fewer than 4096 bytes");
+_Static_assert(POLICY_COMMENT_MAX == 1024, "migration 1 bounds comments by 1024 bytes");
+_Static_assert(SHA256_DIGEST_LEN == 32, "migration 1 stores 32-byte digests");
+_Static_assert(DB_SETTING_KEY_MAX == 128 && DB_SETTING_VALUE_MAX == 4096, "migration 1 settings bounds");
+_Static_assert(DB_AUDIT_KIND_MAX == 64 && DB_AUDIT_MESSAGE_MAX == 4096 && DB_AUDIT_FIELDS_MAX == 65536,
+               "migration 1 audit bounds");
+_Static_assert(DB_APPLICATION_ID == 1936024420, "migration 1 writes application_id 1936024420");
+
+/*
+ * Conventions: times are CLOCK_REALTIME microseconds in *_usec columns
+ * (certificate validity in whole seconds, *_sec, as X.509 has it); text is
+ * bounded in bytes (length(CAST(x AS BLOB))), since length() of TEXT counts
+ * characters; keys and digests are BLOBs of exact size.
+ */
+static const char migration_1_sql[] =
+        "PRAGMA application_id = 1936024420;\n"
+
+        /* Small key/value state. The policy.* keys belong to db-policy.c. */
+        "CREATE TABLE settings (\n"
+        "  key TEXT PRIMARY KEY NOT NULL\n"
+        "    CHECK (length(CAST(key AS BLOB)) BETWEEN 1 AND 128),\n"
+        "  value TEXT NOT NULL\n"
+        "    CHECK (length(CAST(value AS BLOB)) <= 4096),\n"
+        "  CHECK (key <> 'policy.generation' OR\n"
+        "         (value <> '' AND value NOT GLOB '*[^0-9]*' AND length(value) <= 19)),\n"
+        "  CHECK (key <> 'policy.mode' OR value IN ('enforce', 'permissive'))\n"
+        ") STRICT;\n"
+        "INSERT INTO settings(key, value) VALUES ('policy.generation', '0'), ('policy.mode', 'enforce');\n"
+
+        /* Policy rules: each selector a nullable column; at least one is set. */
+        "CREATE TABLE rules (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  action TEXT NOT NULL CHECK (action IN ('allow', 'deny')),\n"
+        "  uid INTEGER CHECK (uid BETWEEN 0 AND 4294967294),\n"
+        "  user_name TEXT CHECK (user_name IS NULL OR\n"
+        "                        (uid IS NOT NULL AND length(CAST(user_name AS BLOB)) BETWEEN 1 AND 256)),\n"
+        "  gid INTEGER CHECK (gid BETWEEN 0 AND 4294967294),\n"
+        "  group_name TEXT CHECK (group_name IS NULL OR\n"
+        "                         (gid IS NOT NULL AND length(CAST(group_name AS BLOB)) BETWEEN 1 AND 256)),\n"
+        "  path TEXT CHECK (path IS NULL OR (substr(path, 1, 1) = '/' AND length(CAST(path AS BLOB)) < 4096)),\n"
+        "  sha256 BLOB CHECK (length(sha256) = 32),\n"
+        "  endpoint TEXT CHECK (endpoint IN ('data', 'tcp', 'enroll', 'control')),\n"
+        "  comment TEXT CHECK (length(CAST(comment AS BLOB)) <= 1024),\n"
+        "  created_usec INTEGER NOT NULL CHECK (created_usec >= 0),\n"
+        "  CHECK (uid IS NOT NULL OR gid IS NOT NULL OR path IS NOT NULL OR\n"
+        "         sha256 IS NOT NULL OR endpoint IS NOT NULL)\n"
+        ") STRICT;\n"
+
+        /* Certificates issued by our CA (enrollment and secctl cert issue). */
+        "CREATE TABLE certificates (\n"
+        "  serial BLOB PRIMARY KEY NOT NULL CHECK (length(serial) BETWEEN 1 AND 20),\n"
+        "  fingerprint BLOB NOT NULL UNIQUE CHECK (length(fingerprint) = 32),\n"     /* SHA-256 of the DER */
+        "  name TEXT NOT NULL CHECK (length(CAST(name AS BLOB)) BETWEEN 1 AND 1024),\n" /* identity (URI SAN) */
+        "  uid INTEGER CHECK (uid BETWEEN 0 AND 4294967294),\n"   /* NULL for remote holders */
+        "  sha256 BLOB CHECK (length(sha256) = 32),\n"             /* executable hash, if local */
+        "  not_before_sec INTEGER NOT NULL,\n"
+        "  not_after_sec INTEGER NOT NULL,\n"
+        "  issued_usec INTEGER NOT NULL CHECK (issued_usec >= 0),\n"
+        "  pem TEXT NOT NULL CHECK (length(CAST(pem AS BLOB)) BETWEEN 1 AND 65536 AND\n"
+        "                           pem GLOB '-----BEGIN CERTIFICATE-----*'),\n"
+        "  CHECK (not_after_sec > not_before_sec)\n"
+        ") STRICT;\n"
+        "CREATE INDEX certificates_not_after ON certificates(not_after_sec);\n"
+        "CREATE INDEX certificates_uid ON certificates(uid) WHERE uid IS NOT NULL;\n"
+
+        "CREATE TABLE revocations (\n"
+        "  serial BLOB PRIMARY KEY NOT NULL REFERENCES certificates(serial) ON DELETE CASCADE,\n"
+        "  revoked_usec INTEGER NOT NULL CHECK (revoked_usec >= 0),\n"
+        "  reason INTEGER NOT NULL DEFAULT 0 CHECK (reason BETWEEN 0 AND 10 AND reason <> 7),\n" /* RFC 5280 CRLReason */
+        "  comment TEXT CHECK (length(CAST(comment AS BLOB)) <= 1024)\n"
+        ") STRICT;\n"
+
+        /* Relay: a mailbox is addressed by an Ed25519 identity public key. */
+        "CREATE TABLE mailboxes (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  identity_key BLOB NOT NULL UNIQUE CHECK (length(identity_key) = 32),\n"
+        "  owner TEXT NOT NULL CHECK (length(CAST(owner AS BLOB)) BETWEEN 1 AND 1024),\n" /* certificate identity */
+        "  created_usec INTEGER NOT NULL CHECK (created_usec >= 0)\n"
+        ") STRICT;\n"
+
+        "CREATE TABLE messages (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"                 /* server id: delivery order */
+        "  mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,\n"
+        "  sender TEXT NOT NULL CHECK (length(CAST(sender AS BLOB)) BETWEEN 1 AND 1024),\n"
+        "  client_msg_id BLOB NOT NULL CHECK (length(client_msg_id) = 16),\n"
+        "  received_usec INTEGER NOT NULL CHECK (received_usec >= 0),\n"
+        "  expires_usec INTEGER NOT NULL,\n"
+        "  body BLOB NOT NULL CHECK (length(body) BETWEEN 1 AND 16777216),\n"
+        "  UNIQUE (sender, client_msg_id),\n"
+        "  CHECK (expires_usec > received_usec)\n"
+        ") STRICT;\n"
+        "CREATE INDEX messages_mailbox ON messages(mailbox_id, id);\n"
+        "CREATE INDEX messages_expires ON messages(expires_usec);\n"
+
+        /* Key server (X3DH). Owned by a mailbox: the Ed25519 key signs the X25519 keys. */
+        "CREATE TABLE identity_keys (\n"
+        "  mailbox_id INTEGER PRIMARY KEY NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,\n"
+        "  dh_key BLOB NOT NULL CHECK (length(dh_key) = 32),\n"      /* X25519 */
+        "  signature BLOB NOT NULL CHECK (length(signature) = 64),\n"
+        "  published_usec INTEGER NOT NULL CHECK (published_usec >= 0)\n"
+        ") STRICT;\n"
+
+        "CREATE TABLE signed_prekeys (\n"
+        "  mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,\n"
+        "  key_id INTEGER NOT NULL CHECK (key_id BETWEEN 0 AND 4294967295),\n"
+        "  public_key BLOB NOT NULL CHECK (length(public_key) = 32),\n"
+        "  signature BLOB NOT NULL CHECK (length(signature) = 64),\n"
+        "  published_usec INTEGER NOT NULL CHECK (published_usec >= 0),\n"
+        "  PRIMARY KEY (mailbox_id, key_id)\n"
+        ") STRICT;\n"
+
+        "CREATE TABLE one_time_prekeys (\n"
+        "  mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,\n"
+        "  key_id INTEGER NOT NULL CHECK (key_id BETWEEN 0 AND 4294967295),\n"
+        "  public_key BLOB NOT NULL CHECK (length(public_key) = 32),\n"
+        "  published_usec INTEGER NOT NULL CHECK (published_usec >= 0),\n"
+        "  PRIMARY KEY (mailbox_id, key_id)\n"
+        ") STRICT;\n"
+
+        /* Audit trail; AUTOINCREMENT so ids are never reused after a trim (followers resume by id). */
+        "CREATE TABLE audit (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  time_usec INTEGER NOT NULL CHECK (time_usec >= 0),\n"
+        "  kind TEXT NOT NULL CHECK (length(CAST(kind AS BLOB)) BETWEEN 1 AND 64),\n"
+        "  message TEXT NOT NULL CHECK (length(CAST(message AS BLOB)) <= 4096),\n"
+        /* JSON shape is checked by the insert: json_valid() is not usable in a CHECK
+         * under trusted_schema=OFF (SQLite 3.40 does not mark it innocuous). */
+        "  fields_json TEXT CHECK (length(CAST(fields_json AS BLOB)) <= 65536)\n"
+        ") STRICT;\n";
+
+const DbMigration db_migrations[] = {
+        { 1, "initial schema", migration_1_sql },
+};
+const size_t db_n_migrations = ELEMENTSOF(db_migrations);
+
+_Static_assert(ELEMENTSOF(db_migrations) == DB_SCHEMA_VERSION_LATEST,
+               "DB_SCHEMA_VERSION_LATEST must equal the number of migrations");
