@@ -493,32 +493,11 @@ static bool path_is_memory(const char *path) {
         return streq(path, ":memory:") || isempty(path);
 }
 
-static int db_open_checked(const char *path, DbOpenFlags flags, const DbMigration *migrations,
-                           size_t n_migrations, Db *db) {
-        int open_flags, version = 0, r, rc;
+/* Open path into db->sqlite and apply the settings every connection gets. */
+static int db_connect(Db *db, const char *path, int open_flags) {
+        int r, rc;
 
-        if (path_is_memory(path)) {
-                if (flags & DB_OPEN_READONLY)
-                        return db_errorf(db, -EINVAL, "a read-only in-memory database makes no sense");
-                flags |= DB_OPEN_CREATE;
-        } else {
-                struct stat st;
-
-                if (stat(path, &st) < 0) {
-                        if (errno != ENOENT || !(flags & DB_OPEN_CREATE))
-                                return db_errorf(db, negative_errno(), "%s: %m", path);
-                } else if (!S_ISREG(st.st_mode))
-                        return db_errorf(db, S_ISDIR(st.st_mode) ? -EISDIR : -EBADMSG,
-                                         "%s: not a regular file", path);
-        }
-
-        open_flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
-        if (flags & DB_OPEN_READONLY)
-                open_flags |= SQLITE_OPEN_READONLY;
-        else
-                open_flags |= SQLITE_OPEN_READWRITE | ((flags & DB_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0);
-
-        rc = sqlite3_open_v2(path, &db->sqlite, open_flags, NULL);
+        rc = sqlite3_open_v2(path, &db->sqlite, open_flags | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE, NULL);
         if (rc != SQLITE_OK) {
                 if (!db->sqlite)
                         return db_errorf(db, -ENOMEM, "out of memory");
@@ -534,8 +513,56 @@ static int db_open_checked(const char *path, DbOpenFlags flags, const DbMigratio
         (void) sqlite3_db_config(db->sqlite, SQLITE_DBCONFIG_DQS_DDL, 0, NULL);
         (void) sqlite3_db_config(db->sqlite, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
         (void) sqlite3_db_config(db->sqlite, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, NULL);
+        return 0;
+}
 
-        /* Read-only checks first: nothing may be written before we know the file is ours. */
+static int db_open_checked(const char *path, DbOpenFlags flags, const DbMigration *migrations,
+                           size_t n_migrations, Db *db) {
+        int version = 0, r, rc;
+        bool exists = false;
+
+        if (path_is_memory(path)) {
+                if (flags & DB_OPEN_READONLY)
+                        return db_errorf(db, -EINVAL, "a read-only in-memory database makes no sense");
+                flags |= DB_OPEN_CREATE;
+        } else {
+                struct stat st;
+
+                if (stat(path, &st) < 0) {
+                        if (errno != ENOENT || !(flags & DB_OPEN_CREATE))
+                                return db_errorf(db, negative_errno(), "%s: %m", path);
+                } else if (!S_ISREG(st.st_mode))
+                        return db_errorf(db, S_ISDIR(st.st_mode) ? -EISDIR : -EBADMSG,
+                                         "%s: not a regular file", path);
+                else
+                        exists = true;
+        }
+
+        /*
+         * Judge an existing file through a read-only connection first, so a
+         * refusal cannot have written a byte: no hot-journal rollback, no WAL
+         * checkpoint on close, no journal-mode change.
+         */
+        if (exists && !(flags & DB_OPEN_READONLY)) {
+                r = db_connect(db, path, SQLITE_OPEN_READONLY);
+                if (r >= 0) {
+                        (void) sqlite3_db_config(db->sqlite, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+                        r = db_check(db, path, flags, (int) n_migrations, &version);
+                }
+                (void) sqlite3_close(db->sqlite);
+                db->sqlite = NULL;
+                if (r < 0)
+                        return r;
+        }
+
+        r = db_connect(db, path,
+                       (flags & DB_OPEN_READONLY) ? SQLITE_OPEN_READONLY
+                                                  : SQLITE_OPEN_READWRITE |
+                                                            ((flags & DB_OPEN_CREATE) ? SQLITE_OPEN_CREATE : 0));
+        if (r < 0)
+                return r;
+
+        /* Again on this connection (the file may have changed), still before any write. */
         r = db_check(db, path, flags, (int) n_migrations, &version);
         if (r < 0)
                 return r;
@@ -575,6 +602,15 @@ static int db_open_checked(const char *path, DbOpenFlags flags, const DbMigratio
         return 0;
 }
 
+/* Keep (a bounded copy of) why db_open() failed, for db_last_error(NULL). */
+static int db_open_fail(int r, const char *message) {
+        size_t n = strnlen(message, sizeof db_open_error - 1);
+
+        memcpy(db_open_error, message, n);
+        db_open_error[n] = '\0';
+        return r;
+}
+
 int db_open_with_migrations(const char *path, DbOpenFlags flags, const DbMigration *migrations,
                             size_t n_migrations, Db **ret) {
         _cleanup_(db_closep) Db *db = NULL;
@@ -583,12 +619,13 @@ int db_open_with_migrations(const char *path, DbOpenFlags flags, const DbMigrati
         db_open_error[0] = '\0';
 
         if (!path || !ret || (flags & ~(DB_OPEN_CREATE | DB_OPEN_READONLY)) ||
-            ((flags & DB_OPEN_CREATE) && (flags & DB_OPEN_READONLY)) ||
-            n_migrations == 0 || n_migrations > INT32_MAX)
-                return -EINVAL;
+            ((flags & DB_OPEN_CREATE) && (flags & DB_OPEN_READONLY)))
+                return db_open_fail(-EINVAL, "invalid arguments to db_open()");
+        if (!migrations || n_migrations == 0 || n_migrations > INT32_MAX)
+                return db_open_fail(-EINVAL, "no migrations");
         for (size_t i = 0; i < n_migrations; i++)
                 if (migrations[i].version != (int) i + 1 || !migrations[i].sql)
-                        return -EINVAL;
+                        return db_open_fail(-EINVAL, "migrations must be numbered 1..n in order");
 
         db = calloc(1, sizeof *db);
         if (!db)
@@ -596,14 +633,8 @@ int db_open_with_migrations(const char *path, DbOpenFlags flags, const DbMigrati
         db->readonly = flags & DB_OPEN_READONLY;
 
         r = db_open_checked(path, flags, migrations, n_migrations, db);
-        if (r < 0) {
-                const char *m = db_last_error(db);
-                size_t n = strnlen(m, sizeof db_open_error - 1);
-
-                memcpy(db_open_error, m, n);
-                db_open_error[n] = '\0';
-                return r;
-        }
+        if (r < 0)
+                return db_open_fail(r, db_last_error(db));
 
         free(db->last_error);
         db->last_error = NULL;

@@ -404,6 +404,48 @@ static void test_foreign_sqlite_refused(void **state) {
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM rules"), 1);
 }
 
+static void copy_file(const char *from, const char *to) {
+        _cleanup_free_ void *data = NULL;
+        size_t n;
+
+        data = file_read(from, &n);
+        file_write(to, data, n);
+}
+
+static void test_foreign_wal_not_checkpointed(void **state) {
+        Fixture *f = *state;
+        _cleanup_free_ char *src = NULL, *src_wal = NULL, *wal = NULL;
+        _cleanup_free_ void *wal_before = NULL, *wal_after = NULL;
+        size_t n_before, n_after;
+        sqlite3 *s = NULL;
+
+        /*
+         * A foreign WAL database whose committed data still sits in its -wal
+         * file (as after a crash): refusing it must not checkpoint that into
+         * the main file, nor remove the -wal.
+         */
+        assert_true(asprintf(&src, "%s/src.db", f->dir) > 0);
+        assert_true(asprintf(&src_wal, "%s-wal", src) > 0);
+        assert_true(asprintf(&wal, "%s-wal", f->path) > 0);
+        assert_int_equal(sqlite3_open(src, &s), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(s,
+                                      "PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;"
+                                      "CREATE TABLE t(x); INSERT INTO t VALUES (1), (2), (3);",
+                                      NULL, NULL, NULL),
+                         SQLITE_OK);
+        copy_file(src, f->path);
+        copy_file(src_wal, wal);
+        assert_int_equal(sqlite3_close(s), SQLITE_OK);
+
+        wal_before = file_read(wal, &n_before);
+        assert_true(n_before > 0);
+        assert_open_refused_unchanged(f->path, DB_OPEN_CREATE, -EBADMSG, "without the secd marker");
+        assert_true(file_exists(wal));
+        wal_after = file_read(wal, &n_after);
+        assert_int_equal(n_before, n_after);
+        assert_memory_equal(wal_before, wal_after, n_before);
+}
+
 static void test_empty_file(void **state) {
         Fixture *f = *state;
         Db *db = NULL;
@@ -1017,6 +1059,7 @@ int main(void) {
                 T(test_text_file_refused),
                 T(test_corrupt_database_refused),
                 T(test_foreign_sqlite_refused),
+                T(test_foreign_wal_not_checkpointed),
                 T(test_empty_file),
                 T(test_migration_failure_keeps_version),
                 T(test_migration_conflicting_table),
