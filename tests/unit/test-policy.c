@@ -483,6 +483,17 @@ static void test_supplementary_gid(void **state) {
         q.gid = 27; /* primary */
         policy_evaluate(s, &q, &v);
         assert_true(v.allow);
+
+        /* Gids equal modulo 64 share a filter bit: the exact check must still tell them apart. */
+        PolicyRule alias = rule_gid(POLICY_ACTION_ALLOW, 1, 27 + 64);
+        _cleanup_(policy_snapshot_unrefp) PolicySnapshot *a = snapshot_of(&alias, 1, 1, POLICY_MODE_ENFORCE);
+        policy_evaluate(a, &q, &v);
+        assert_false(v.allow);
+        q.gid = 1000;
+        q.supplementary_gids = groups;
+        q.n_supplementary_gids = ELEMENTSOF(groups);
+        policy_evaluate(a, &q, &v);
+        assert_false(v.allow);
 }
 
 static void test_endpoint_selector(void **state) {
