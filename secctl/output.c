@@ -105,16 +105,23 @@ int ctl_varlink_error(const CtlContext *ctx, const char *error, const char *para
                 (void) ctl_json_get_string(p, "field", &field);
                 (void) ctl_json_get_string(p, "reason", &reason);
                 field_to_option(field, opt, sizeof opt);
-                log_error("secd rejected the rule: %s%s: %s.", field ?: "(unknown field)", opt,
-                          reason ?: "invalid");
+                log_error("secd refused the field '%s'%s: %s.", field ?: "(unknown)", opt, reason ?: "invalid");
                 return CTL_EXIT_USAGE;
         }
         if (streq(name, "io.secd.Policy.UnknownName")) {
                 (void) ctl_json_get_string(p, "field", &field);
                 (void) ctl_json_get_string(p, "name", &s);
                 field_to_option(field, opt, sizeof opt);
-                log_error("Unknown %s name '%s'%s: no such %s on this system.", field ?: "user or group",
-                          s ?: "", opt, field ?: "user or group");
+                if (streq_ptr(field, "uid") || streq_ptr(field, "gid"))
+                        /* Policy.Test takes the groups of a uid from its passwd entry. */
+                        log_error("No %s with %s %s%s on this system, so secd cannot tell the client's groups.",
+                                  streq(field, "uid") ? "user" : "group", field, s ?: "", opt);
+                else if (streq_ptr(field, "user") || streq_ptr(field, "group"))
+                        log_error("Unknown %s name '%s'%s: no such %s on this system.", field, s ?: "", opt,
+                                  field);
+                else
+                        log_error("Unknown name '%s' in '%s': no such user or group on this system.", s ?: "",
+                                  field ?: "(unknown field)");
                 return CTL_EXIT_USAGE;
         }
         if (streq(name, "org.varlink.service.InvalidParameter")) {

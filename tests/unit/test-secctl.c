@@ -348,13 +348,18 @@ static void test_error_messages(void **state) {
         (void) ctl_varlink_error(&ctx, "io.secd.Policy.InvalidRule", "{\"field\":\"sha256\",\"reason\":\"bad\"}");
         (void) ctl_varlink_error(&ctx, "io.secd.Policy.UnknownName", "{\"field\":\"group\",\"name\":\"wheel\"}");
         (void) ctl_varlink_error(&ctx, "io.secd.Status.PermissionDenied", "{}");
+        (void) ctl_varlink_error(&ctx, "io.secd.Policy.UnknownName", "{\"field\":\"uid\",\"name\":\"4343\"}");
+        (void) ctl_varlink_error(&ctx, "io.secd.Policy.UnknownName",
+                                 "{\"field\":\"rules[2].user\",\"name\":\"bob\"}");
         fflush(stderr);
         dup2(saved, STDERR_FILENO);
         close(saved);
         text = read_fd_all(fd);
         close(fd);
         assert_contains(text, "secctl: No rule with id 7.");
-        assert_contains(text, "sha256 (--sha256): bad");
+        assert_contains(text, "secd refused the field 'sha256' (--sha256): bad.");
+        assert_contains(text, "No user with uid 4343 (--uid) on this system");
+        assert_contains(text, "Unknown name 'bob' in 'rules[2].user'");
         assert_contains(text, "Unknown group name 'wheel' (--group)");
         assert_contains(text, "member of the 'secd-admin' group");
         free(text);
