@@ -248,7 +248,7 @@ int control_policy_add(ControlConnection *c, const VarlinkCall *call) {
                 return r;
         }
         if (asprintf(&message, "uid %u added rule %" PRIi64 ": %s", (unsigned) control_peer_uid(c), id,
-                     json_object_to_json_string_ext(details, JSON_C_TO_STRING_PLAIN)) < 0) {
+                     json_object_to_json_string_ext(details, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)) < 0) {
                 (void) db_rollback(m->db);
                 return -ENOMEM;
         }

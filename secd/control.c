@@ -437,9 +437,19 @@ int control_connection_new(Manager *m, int fd) {
         int r;
 
         if (m->n_control_connections >= m->config.max_connections) {
-                log_warning("control: %" PRIu64 " connections open (max_connections), refusing a new one.",
-                            (uint64_t) m->n_control_connections);
+                static uint64_t last_log = 0, suppressed = 0;
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+                /* Accept and close at once; log at most once a second so a flood cannot fill the journal. */
                 safe_close(fd);
+                if (now - last_log >= UINT64_C(1000000)) {
+                        log_warning("control: %zu connections open (max_connections), refusing new ones "
+                                    "(%" PRIu64 " more refused since the last message).",
+                                    m->n_control_connections, suppressed);
+                        last_log = now;
+                        suppressed = 0;
+                } else
+                        suppressed++;
                 return -EBUSY;
         }
 

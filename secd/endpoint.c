@@ -50,6 +50,7 @@ Endpoint *endpoint_free(Endpoint *e) {
                 free(e->path);
         }
         safe_close(e->fd);
+        free(e->address);
         free(e);
         return NULL;
 }
@@ -143,6 +144,15 @@ static int endpoint_attach(Manager *m, PolicyEndpoint kind, int fd, char *path, 
         if (!e)
                 return log_oom();
         *e = (Endpoint) { .manager = m, .kind = kind, .fd = fd, .path = path, .activated = activated };
+        if (kind != POLICY_ENDPOINT_TCP) {
+                struct sockaddr_un sa = {};
+                socklen_t len = sizeof sa;
+
+                /* Only a filesystem socket has a path to show; an abstract one starts with NUL. */
+                if (getsockname(fd, (struct sockaddr *) &sa, &len) >= 0 && len > offsetof(struct sockaddr_un, sun_path) &&
+                    sa.sun_path[0] != '\0')
+                        e->address = strndup(sa.sun_path, len - offsetof(struct sockaddr_un, sun_path));
+        }
 
         r = sd_event_add_io(m->event, &e->source, fd, EPOLLIN, endpoint_on_accept, e);
         if (r < 0) {

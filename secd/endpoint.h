@@ -23,6 +23,7 @@ struct Endpoint {
         PolicyEndpoint kind;
         int fd;
         char *path;                     /* socket file bound by secd (unlinked at exit), or NULL */
+        char *address;                  /* socket path (bound or passed), for messages; NULL if unknown */
         bool activated;                 /* passed by the service manager */
         sd_event_source *source;
         sd_event_source *backoff_source;

@@ -151,7 +151,7 @@ int manager_audit_append(Manager *m, const char *kind, const char *message, json
                 .time_usec = (int64_t) now_usec(CLOCK_REALTIME),
                 .kind = (char *) kind,
                 .message = (char *) message,
-                .fields_json = fields ? (char *) json_object_to_json_string_ext(fields, JSON_C_TO_STRING_PLAIN) : NULL,
+                .fields_json = fields ? (char *) json_object_to_json_string_ext(fields, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE) : NULL,
         };
         int64_t id;
         int r;

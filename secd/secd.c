@@ -312,12 +312,12 @@ static void dev_print_instructions(Manager *m) {
                         continue;
                 if (k == POLICY_ENDPOINT_CONTROL)
                         fprintf(stderr, "  control: %s\n    export SECCTL_SOCKET=%s\n",
-                                e->path ?: "(passed by the service manager)", e->path ?: "<control socket>");
+                                e->address ?: "(passed by the service manager)", e->address ?: "<control socket>");
                 else if (k == POLICY_ENDPOINT_TCP)
                         fprintf(stderr, "  tcp:     %s\n", m->config.tcp_listen ?: "(passed by the service manager)");
                 else
                         fprintf(stderr, "  %-8s %s\n", k == POLICY_ENDPOINT_DATA ? "data:" : "enroll:",
-                                e->path ?: "(passed by the service manager)");
+                                e->address ?: "(passed by the service manager)");
         }
         fprintf(stderr, "  uid %u is administrator and allowed; stop with Ctrl-C.\n", (unsigned) m->dev_uid);
 }
@@ -357,13 +357,18 @@ static int run(int argc, char *argv[]) {
                 (void) log_error_errno(r, "Cannot set up signal handling: %m");
                 return EXIT_FAILURE;
         }
+        /*
+         * Endpoints first: a wrong socket set-up, or another secd on our sockets, stops
+         * the start before the store is touched. Nothing is served before the loop runs,
+         * and the loop runs only after the policy is loaded.
+         */
+        if (endpoint_setup_all(m) < 0)
+                return EXIT_FAILURE;
         if (manager_hash_cache_setup(m) < 0 || manager_open_store(m) < 0)
                 return EXIT_FAILURE;
         if (m->dev && dev_seed_policy(m) < 0)
                 return EXIT_FAILURE;
         if (manager_policy_reload(m) < 0)
-                return EXIT_FAILURE;
-        if (endpoint_setup_all(m) < 0)
                 return EXIT_FAILURE;
         r = setup_watchdog(m);
         if (r < 0) {
