@@ -22,6 +22,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -372,9 +373,10 @@ static int read_exe_link(int dirfd, char **ret_path, bool *ret_deleted) {
  * The user namespace of PID 1 is the reference. Where PID 1 is shielded from
  * us (a sandbox or LSM can deny even root its ns links), fall back to the
  * kernel's fixed inode number for the initial user namespace, as systemd
- * does, on the nsfs device our own namespace links live on.
+ * does, on the nsfs device our own namespace links live on. Neither can
+ * change while we run, so the answer is looked up once.
  */
-static int initial_userns_reference(struct stat *ret) {
+static int initial_userns_lookup(struct stat *ret) {
         struct stat st;
 
         if (stat("/proc/1/ns/user", &st) >= 0) {
@@ -391,16 +393,44 @@ static int initial_userns_reference(struct stat *ret) {
         return 0;
 }
 
+static int initial_userns_reference(dev_t *ret_dev, ino_t *ret_ino) {
+        static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+        static bool cached;
+        static dev_t dev;
+        static ino_t ino;
+        int r = 0;
+
+        pthread_mutex_lock(&lock);
+        if (!cached) {
+                struct stat st;
+
+                r = initial_userns_lookup(&st);
+                if (r >= 0) {
+                        dev = st.st_dev;
+                        ino = st.st_ino;
+                        cached = true;
+                }
+        }
+        if (r >= 0) {
+                *ret_dev = dev;
+                *ret_ino = ino;
+        }
+        pthread_mutex_unlock(&lock);
+        return r;
+}
+
 static int in_initial_userns(int dirfd, bool *ret) {
-        struct stat peer, init;
+        struct stat peer;
+        dev_t init_dev;
+        ino_t init_ino;
         int r;
 
         if (fstatat(dirfd, "ns/user", &peer, 0) < 0)
                 return negative_errno();
-        r = initial_userns_reference(&init);
+        r = initial_userns_reference(&init_dev, &init_ino);
         if (r < 0)
                 return r;
-        *ret = peer.st_dev == init.st_dev && peer.st_ino == init.st_ino;
+        *ret = peer.st_dev == init_dev && peer.st_ino == init_ino;
         return 0;
 }
 
@@ -473,29 +503,21 @@ static int identity_gather(ProcessIdentity *id, bool want_creds) {
 }
 
 static int socket_check_connected_unix(int fd) {
-        struct sockaddr_un sa;
-        socklen_t len;
-        int v;
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof sa;
 
         if (fd < 0)
                 return -EBADF;
 
-        len = sizeof v;
-        if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &len) < 0)
-                return negative_errno();        /* -ENOTSOCK for files, pipes, ... */
-        if (v != AF_UNIX)
-                return -EINVAL;
-
-        /* A listening socket reports its own credentials as "peer". */
-        len = sizeof v;
-        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0)
-                return negative_errno();
-        if (v)
-                return -EINVAL;
-
-        len = sizeof sa;
+        /*
+         * One call answers all three questions: not a socket (-ENOTSOCK), not
+         * connected (ENOTCONN, which includes a listening socket, whose "peer"
+         * credentials would be its own), and the address family.
+         */
         if (getpeername(fd, (struct sockaddr *) &sa, &len) < 0)
                 return errno == ENOTCONN ? -EINVAL : negative_errno();
+        if (len < sizeof(sa_family_t) || sa.ss_family != AF_UNIX)
+                return -EINVAL;
         return 0;
 }
 
