@@ -462,9 +462,10 @@ static int identity_read_proc(ProcessIdentity *id, bool want_creds) {
                 return -ESRCH;
 
         /* The magic link itself: works for deleted files and other mount namespaces. */
-        id->exe_fd = openat(dirfd, "exe", O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (id->exe_fd < 0)
-                return negative_errno();
+        r = openat(dirfd, "exe", O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (r < 0)
+                return negative_errno();    /* ENOENT for kernel threads and exited processes */
+        id->exe_fd = r;
         if (fstat(id->exe_fd, &id->exe_stat) < 0)
                 return negative_errno();
 

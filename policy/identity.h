@@ -48,7 +48,8 @@ int process_identity_from_pid(pid_t pid, ProcessIdentity **ret);
 
 /*
  * Prove the process behind the identity is still alive and the same one
- * (pidfd-based). 0 if so, -ESRCH if it exited (its pid may be recycled).
+ * (pidfd-based). 0 if so, -ESRCH if it exited (its pid may be recycled);
+ * a zombie counts as exited.
  */
 int process_identity_verify_alive(const ProcessIdentity *id);
 
