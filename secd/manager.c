@@ -271,7 +271,7 @@ int manager_load_config(Manager *m, Config *ret, char **ret_error) {
                 r = config_set(&c, m->cmdline_keys[i], m->cmdline_values[i], &why);
                 if (r < 0) {
                         if (ret_error)
-                                *ret_error = strdup_printf("--%s: %s", m->cmdline_keys[i], why ?: strerror(-r));
+                                *ret_error = strdup_printf("Invalid command-line option: %s", why ?: strerror(-r));
                         return r;
                 }
         }

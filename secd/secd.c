@@ -40,12 +40,11 @@ static void help(void) {
                "The secd security daemon: admits local programs by policy and serves the\n"
                "io.secd.* Varlink control API. Runs in the foreground; see secd(8).\n"
                "\n"
-               "  -h --help               Show this help\n"
-               "     --version            Show the version\n"
-               "     --config=FILE        Configuration file (default " SECD_CONFIG_FILE_DEFAULT ")\n"
-               "     --dev                Development default: state and sockets under ./" SECD_DEV_DIR_DEFAULT
-               "/,\n"
-               "                          the invoking user is administrator and allowed\n"
+               "  -h --help                    Show this help\n"
+               "     --version                 Show the version\n"
+               "     --config=FILE             Configuration file (default " SECD_CONFIG_FILE_DEFAULT ")\n"
+               "     --dev                     Development default: state and sockets under\n"
+               "                               ./" SECD_DEV_DIR_DEFAULT "/, the invoking user is administrator and allowed\n"
                "\n"
                "Every configuration key (secd.conf(5)) is also an option and overrides the file:\n");
         for (size_t i = 0; i < config_n_keys(); i++) {
@@ -58,7 +57,7 @@ static void help(void) {
                         if (*p == '_')
                                 *p = '-';
                 l = strlen(opt);
-                printf("     --%s%*s %s\n", opt, l < 19 ? (int) (19 - l) : 0, "", k->help);
+                printf("     --%s%*s %s\n", opt, l < 24 ? (int) (24 - l) : 0, "", k->help);
         }
 }
 
@@ -269,7 +268,7 @@ static int setup_watchdog(Manager *m) {
                 return r;
         log_debug("Watchdog enabled: WATCHDOG=1 every %" PRIu64 " ms.", m->watchdog_usec / 2000);
         return sd_event_add_time(m->event, &m->watchdog_source, CLOCK_MONOTONIC,
-                                 now_usec(CLOCK_MONOTONIC) + m->watchdog_usec / 2, 0, on_watchdog, m);
+                                 now_usec(CLOCK_MONOTONIC) + m->watchdog_usec / 2, m->watchdog_usec / 20, on_watchdog, m);
 }
 
 /* --dev: allow the invoking user, once, on an empty policy. */
