@@ -185,7 +185,8 @@ int control_policy_list(ControlConnection *c, const VarlinkCall *call) {
                 policy_rules_free(rules, n);
                 return -ENOMEM;
         }
-        qsort(rules, n, sizeof *rules, rule_cmp_id);
+        if (n > 1)
+                qsort(rules, n, sizeof *rules, rule_cmp_id);
         for (size_t i = 0; i < n; i++) {
                 json_object *o;
 
@@ -496,13 +497,23 @@ int control_policy_test(ControlConnection *c, const VarlinkCall *call) {
                 if (!real)
                         return reply_cannot_hash(c, path, strerror(errno));
                 if (!have_sha256) {
-                        fd = open(real, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+                        _cleanup_close_ int pfd = -EBADF;
+                        char proc[64];
+
+                        /* Look before opening for reading: opening a device or FIFO can have effects. */
+                        pfd = open(real, O_PATH | O_CLOEXEC);
+                        if (pfd < 0)
+                                return reply_cannot_hash(c, path, strerror(errno));
+                        if (fstat(pfd, &st) < 0)
+                                return reply_cannot_hash(c, path, strerror(errno));
+                        if (!S_ISREG(st.st_mode))
+                                return reply_cannot_hash(c, path, "not a regular file");
+                        (void) snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
+                        fd = open(proc, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
                         if (fd < 0)
                                 return reply_cannot_hash(c, path, strerror(errno));
                         if (fstat(fd, &st) < 0)
                                 return reply_cannot_hash(c, path, strerror(errno));
-                        if (!S_ISREG(st.st_mode))
-                                return reply_cannot_hash(c, path, "not a regular file");
                         /* Bounded like admission: hash_max_size. */
                         r = exe_hash_fd(fd, &st, m->config.hash_max_size, sha256);
                         if (r == -EFBIG)
@@ -565,7 +576,8 @@ int control_policy_export(ControlConnection *c, const VarlinkCall *call) {
                 r = db_rules_load(m->db, &rules, &n);
         if (r < 0)
                 return log_error_errno(r, "Cannot read the policy: %m (%s)", db_last_error(m->db));
-        qsort(rules, n, sizeof *rules, rule_cmp_id);
+        if (n > 1)
+                qsort(rules, n, sizeof *rules, rule_cmp_id);
         r = policy_json_export(rules, n, mode, &text);
         policy_rules_free(rules, n);
         if (r < 0)

@@ -367,6 +367,9 @@ static int run(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         if (m->dev && dev_seed_policy(m) < 0)
                 return EXIT_FAILURE;
+        r = db_audit_trim(m->db, (size_t) m->config.audit_max_rows);
+        if (r < 0)
+                log_warning_errno(r, "Cannot trim the audit trail: %m (%s)", db_last_error(m->db));
         if (manager_policy_reload(m) < 0)
                 return EXIT_FAILURE;
         r = setup_watchdog(m);
