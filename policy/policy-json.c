@@ -73,6 +73,10 @@ static int json_error(char **ret_error, int r, const char *prefix, const char *f
 static void quote_key(const char *key, char out[static KEY_QUOTE_MAX + 4]) {
         size_t i;
 
+        if (!key[0]) {
+                strcpy(out, "\"\"");
+                return;
+        }
         for (i = 0; key[i] && i < KEY_QUOTE_MAX; i++)
                 out[i] = key[i] >= 0x20 && key[i] < 0x7f && key[i] != '"' && key[i] != '\\' ? key[i] : '?';
         if (key[i])

@@ -244,6 +244,7 @@ static void test_import_rejects_rules(void **state) {
                 /* unknown fields, ids, shapes */
                 { "{\"action\":\"allow\",\"uid\":1,\"pid\":5}", "rules[0].pid: unknown field" },
                 { "{\"action\":\"allow\",\"uid\":1,\"Uid\":5}", "rules[0].Uid: unknown field" },
+                { "{\"action\":\"allow\",\"uid\":1,\"\":5}", "rules[0].\"\": unknown field" },
                 { "{\"action\":\"allow\",\"uid\":1,\"id\":\"7\"}", "rules[0].id: expected a positive integer" },
                 { "{\"action\":\"allow\",\"uid\":1,\"id\":-7}", "rules[0].id: expected a positive integer" },
                 { "{\"action\":\"allow\",\"uid\":1,\"id\":0}", "rules[0].id: expected a positive integer" },
