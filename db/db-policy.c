@@ -383,13 +383,6 @@ static int rule_from_row(Db *db, sqlite3_stmt *stmt, PolicyRule *ret) {
         return 0;
 }
 
-void policy_rules_free(PolicyRule *rules, size_t n) {
-        if (!rules)
-                return;
-        for (size_t i = 0; i < n; i++)
-                policy_rule_done(rules + i);
-        free(rules);
-}
 
 int db_rules_load(Db *db, PolicyRule **ret_rules, size_t *ret_n) {
         _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;

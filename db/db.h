@@ -112,7 +112,6 @@ int db_rule_delete(Db *db, int64_t id);                     /* -ENOENT if absent
 int db_rules_replace(Db *db, const PolicyRule *rules, size_t n, PolicyMode mode);
 /* All rules ordered by id; caller frees with policy_rules_free(). */
 int db_rules_load(Db *db, PolicyRule **ret_rules, size_t *ret_n);
-void policy_rules_free(PolicyRule *rules, size_t n);
 
 /* Audit trail (decisions and admin actions), append-only with a bound. */
 typedef struct DbAuditEntry {

@@ -89,6 +89,14 @@ void policy_rule_done(PolicyRule *rule) {
         *rule = (PolicyRule) {};
 }
 
+void policy_rules_free(PolicyRule *rules, size_t n) {
+        if (!rules)
+                return;
+        for (size_t i = 0; i < n; i++)
+                policy_rule_done(rules + i);
+        free(rules);
+}
+
 static int strdup_optional(const char *s, char **ret) {
         char *c = NULL;
 

@@ -85,6 +85,9 @@ PolicyMode policy_mode_from_string(const char *s) _pure_;
 /* Free the strings a rule owns (not the rule itself) and zero it. */
 void policy_rule_done(PolicyRule *rule);
 
+/* Free an array of n rules and the strings they own; NULL-safe. */
+void policy_rules_free(PolicyRule *rules, size_t n);
+
 /* Deep copy. */
 int policy_rule_copy(const PolicyRule *src, PolicyRule *ret);
 
