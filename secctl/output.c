@@ -114,7 +114,8 @@ int ctl_varlink_error(const CtlContext *ctx, const char *error, const char *para
                 field_to_option(field, opt, sizeof opt);
                 if (streq_ptr(field, "uid") || streq_ptr(field, "gid"))
                         /* Policy.Test takes the groups of a uid from its passwd entry. */
-                        log_error("No %s with %s %s%s on this system, so secd cannot tell the client's groups.",
+                        log_error("No %s with %s %s%s on this system, so secd cannot tell the client's groups; "
+                                  "give the client's group with --gid GID.",
                                   streq(field, "uid") ? "user" : "group", field, s ?: "", opt);
                 else if (streq_ptr(field, "user") || streq_ptr(field, "group"))
                         log_error("Unknown %s name '%s'%s: no such %s on this system.", field, s ?: "", opt,

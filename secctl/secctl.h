@@ -92,6 +92,7 @@ typedef struct CtlSelectors {
         const char *group;
         uint32_t uid, gid;
         bool has_uid, has_gid;
+        bool no_supplementary;       /* policy test: send "gids": [] (uid without passwd entry) */
         const char *path;            /* --path, or the normalised --binary path */
         char sha256[SHA256_HEX_LEN + 1]; /* lower case; "" if none */
         const char *binary;          /* as given */

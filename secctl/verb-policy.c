@@ -328,6 +328,30 @@ int ctl_verb_policy_mode(CtlContext *ctx) {
 
 /* ---- test ---- */
 
+/* Does uid have a passwd entry? 1 yes, 0 no, negative errno if NSS failed. */
+static int uid_has_passwd_entry(uint32_t uid) {
+        _cleanup_free_ char *buf = NULL;
+        size_t size = 16384;
+
+        for (;;) {
+                struct passwd pw, *pwp = NULL;
+                int r;
+
+                free(buf);
+                buf = malloc(size);
+                if (!buf)
+                        return -ENOMEM;
+                r = getpwuid_r((uid_t) uid, &pw, buf, size, &pwp);
+                if (r == ERANGE && size < (1u << 24)) {
+                        size *= 2;
+                        continue;
+                }
+                if (r != 0)
+                        return -r;
+                return !!pwp;
+        }
+}
+
 /* Look a user or group name up with the bounded reentrant calls. */
 static int lookup_name(bool user, const char *name, uint32_t *ret) {
         _cleanup_free_ char *buf = NULL;
@@ -399,6 +423,17 @@ static int resolve_test_ids(CtlContext *ctx) {
                 sel->gid = id;
                 sel->has_gid = true;
         }
+
+        /*
+         * secd takes a client's supplementary groups from the uid's passwd
+         * entry. A uid without one (admission judges kernel credentials, not
+         * NSS) is tested with the given group only.
+         */
+        if (sel->has_gid && !sel->user) {
+                r = uid_has_passwd_entry(sel->uid);
+                if (r == 0)
+                        sel->no_supplementary = true;
+        }
         return 0;
 }
 
@@ -414,6 +449,12 @@ int ctl_policy_test_params(const CtlSelectors *sel, uint64_t seen, json_object *
         r = add_int(params, "uid", sel->uid);
         if (r >= 0 && sel->has_gid)
                 r = add_int(params, "gid", sel->gid);
+        if (r >= 0 && sel->has_gid && sel->no_supplementary) {
+                json_object *gids = json_object_new_array();
+
+                r = gids ? add_object(params, "gids", &gids) : -ENOMEM;
+                json_object_put(gids);
+        }
         if (r >= 0)
                 r = add_string(params, "path", sel->path);
         if (r >= 0 && sel->sha256[0])

@@ -418,6 +418,14 @@ static void test_add_params(void **state) {
                             "{\"uid\":1000,\"sha256\":\"" ABC_SHA256 "\",\"endpoint\":\"enroll\"}");
         assert_non_null(strstr(iface, "method Test(\n  uid: int,"));
         json_object_put(params);
+        /* A uid without passwd entry: the given group only, no supplementary groups from NSS. */
+        CtlSelectors nopasswd = { .uid = 4343, .has_uid = true, .gid = 4343, .has_gid = true,
+                                  .no_supplementary = true };
+        assert_int_equal(ctl_policy_test_params(&nopasswd, 0, &params), 0);
+        assert_string_equal(json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN),
+                            "{\"uid\":4343,\"gid\":4343,\"gids\":[]}");
+        assert_non_null(strstr(iface, "  gids: ?[]int,"));
+        json_object_put(params);
         CtlSelectors nouid = {};
         assert_int_equal(ctl_policy_test_params(&nouid, 0, &params), -EINVAL);
 }
