@@ -14,6 +14,7 @@ Environment (set by tests/integration/CMakeLists.txt):
 """
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -182,6 +183,37 @@ def run_as(uid, func, *args, gid=None, timeout=None):
     return out["ok"]
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """preexec_fn: SIGKILL when the test process goes away (ctest timeout, ^C)."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def read_line(pipe, deadline, buf):
+    """Read one line from a binary pipe before deadline; buf (a bytearray) keeps the rest.
+
+    Returns the line (bytes, with its newline), b"" at EOF, or None on timeout.
+    """
+    fd = pipe.fileno()
+    while b"\n" not in buf:
+        ready, _, _ = select.select([fd], [], [], deadline.remaining())
+        if not ready:
+            return None
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            line = bytes(buf)
+            buf.clear()
+            return line
+        buf += chunk
+    i = buf.index(b"\n") + 1
+    line = bytes(buf[:i])
+    del buf[:i]
+    return line
+
+
 class NotifySocket:
     """An AF_UNIX datagram socket standing in for the service manager."""
 
@@ -292,7 +324,8 @@ class Secd:
             argv = pre + argv
         with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                         env=env, cwd=self.cwd, start_new_session=True)
+                                         env=env, cwd=self.cwd, start_new_session=True,
+                                         preexec_fn=die_with_parent)
         self.tc.addCleanup(self.kill)
         if wait_ready:
             if self.activate:

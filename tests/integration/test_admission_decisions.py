@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import unittest
 
 from secdtest import (EXIT_SUCCESS, NOBODY_UID, SecdTestCase, TIMEOUT, base_env, run_as,
@@ -70,24 +69,32 @@ class AdmissionTest(SecdTestCase):
             self.d.stop()
         super().tearDown()
 
-    def decision_for(self, pid):
-        """The audit entry of the admission decision about pid (bounded wait)."""
+    def audit_entries(self):
+        doc = self.secctl_json("audit", "--limit", "1000")
+        return doc["entries"] if isinstance(doc, dict) else doc
+
+    def last_audit_id(self):
+        return max((e["id"] for e in self.audit_entries()), default=0)
+
+    def decision_for(self, pid, after):
+        """The audit entry of the admission decision about pid written after entry id after."""
         def find():
-            doc = self.secctl_json("audit", "--limit", "1000")
-            entries = doc["entries"] if isinstance(doc, dict) else doc
-            hits = [e for e in entries if e["kind"] == "decision" and (e.get("fields") or {}).get("pid") == pid]
-            return hits
+            return [e for e in self.audit_entries()
+                    if e["id"] > after and e["kind"] == "decision"
+                    and (e.get("fields") or {}).get("pid") == pid]
         hits = wait_until(find, what=f"an audit decision about pid {pid}")
         self.assertEqual(len(hits), 1, f"one connection, one decision: {hits}")
         return hits[0]
 
     def connect_as_root(self, endpoint="data"):
         path = self.d.data if endpoint == "data" else self.d.enroll
-        return self.decision_for(connect_and_wait(path))
+        after = self.last_audit_id()
+        return self.decision_for(connect_and_wait(path), after)
 
     def connect_as_nobody(self, endpoint="data"):
         path = self.d.data if endpoint == "data" else self.d.enroll
-        return self.decision_for(run_as(NOBODY_UID, connect_and_wait, path))
+        after = self.last_audit_id()
+        return self.decision_for(run_as(NOBODY_UID, connect_and_wait, path), after)
 
     def generation(self):
         return self.secctl_json("policy", "list")["generation"]
@@ -171,13 +178,15 @@ class AdmissionTest(SecdTestCase):
         with open(clone, "ab") as f:
             f.write(b"\0secd integration test\0")
         os.chmod(clone, 0o755)
-        e = self.decision_for(self.run_clone(clone, self.d.enroll))
+        after = self.last_audit_id()
+        e = self.decision_for(self.run_clone(clone, self.d.enroll), after)
         f = e["fields"]
         self.assertEqual((f["exe"], f["sha256"], f["verdict"]), (clone, sha256sum_of(clone), "deny"), e)
 
         # Allowed by path alone.
         rid = self.add_rule("allow", "--path", clone)
-        e = self.decision_for(self.run_clone(clone, self.d.data))
+        after = self.last_audit_id()
+        e = self.decision_for(self.run_clone(clone, self.d.data), after)
         self.assertEqual((e["fields"]["verdict"], e["fields"]["rule"]), ("allow", rid), e)
 
     def test_permissive_mode_logs_deny_but_admits(self):

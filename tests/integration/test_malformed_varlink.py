@@ -247,15 +247,17 @@ class MalformedVarlinkTest(SecdTestCase):
             self.assertGreater(len(conns), 64)
             # Every connection gets an answer or is closed; none hangs.
             answered = closed = 0
+            live = []
             for s in conns:
                 try:
                     s.sendall(self.msg({"method": "io.secd.Policy.List"}))
+                    live.append(s)
                 except (BrokenPipeError, ConnectionResetError):
                     closed += 1
-                    continue
+                    s.close()
             # Read them in order, hanging up each one after its answer, so a
             # secd that keeps the excess waiting in the backlog gets to them.
-            for s in conns:
+            for s in live:
                 d = Deadline()
                 buf = b""
                 while b"\0" not in buf:

@@ -8,7 +8,6 @@ expect PermissionDenied from secd itself.
 """
 
 import grp
-import json
 import os
 import socket
 import unittest

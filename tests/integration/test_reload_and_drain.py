@@ -2,12 +2,11 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """SIGHUP reloads, SIGTERM drains, and a restart keeps the store."""
 
-import json
 import os
 import time
 import unittest
 
-from secdtest import (EXIT_FAILURE, EXIT_SUCCESS, RawVarlink, SecdTestCase, Secd, TIMEOUT)
+from secdtest import EXIT_FAILURE, EXIT_SUCCESS, RawVarlink, SecdTestCase
 
 
 class ReloadAndDrainTest(SecdTestCase):

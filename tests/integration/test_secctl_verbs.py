@@ -6,10 +6,13 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
 import unittest
 
-from secdtest import (EXIT_DENIED, EXIT_FAILURE, EXIT_PERMISSION, EXIT_SUCCESS, EXIT_UNREACHABLE,
-                      EXIT_USAGE, NOBODY_UID, SecdTestCase, sha256_file, sha256sum)
+from secdtest import (EXIT_DENIED, EXIT_FAILURE, EXIT_SUCCESS, EXIT_UNREACHABLE, EXIT_USAGE,
+                      NOBODY_UID, SECCTL, TIMEOUT, Deadline, SecdTestCase, base_env, read_line,
+                      sanitizer_report, sha256_file, sha256sum)
 
 SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -102,7 +105,7 @@ class SecctlVerbsTest(SecdTestCase):
         cp = self.secctl("policy", "list", expect=EXIT_SUCCESS)
         lines = cp.stdout.splitlines()
         self.assertRegex(lines[0], r"^ID\s+ACTION")
-        row = [l for l in lines if re.match(rf"^{rid}\s", l)]
+        row = [l for l in lines if re.match(rf"^{rid}\s+allow\s", l)]
         self.assertEqual(len(row), 1, cp.stdout)
         self.assertIn("build bot", row[0])
         self.assertIn("4242", row[0])
@@ -163,29 +166,38 @@ class SecctlVerbsTest(SecdTestCase):
 
     def test_policy_test_allow_deny_and_default(self):
         # Default deny: no rule for uid 4343.
-        cp = self.secctl("policy", "test", "--uid", "4343", expect=EXIT_DENIED)
+        cp = self.secctl("policy", "test", "--uid", "1", expect=EXIT_DENIED)
         self.assertIn("verdict: deny", cp.stdout)
         self.assertIn("no-match", cp.stdout)
 
-        allow = self.add_rule("allow", "--uid", "4343")
-        cp = self.secctl("policy", "test", "--uid", "4343", expect=EXIT_SUCCESS)
+        allow = self.add_rule("allow", "--uid", "1")
+        cp = self.secctl("policy", "test", "--uid", "1", expect=EXIT_SUCCESS)
         self.assertIn("verdict: allow", cp.stdout)
-        doc = self.secctl_json("policy", "test", "--uid", "4343")
+        doc = self.secctl_json("policy", "test", "--uid", "1")
         self.assertEqual((doc["allow"], doc["admit"], doc["reason"], doc["rule"]["id"], doc["mode"]),
                          (True, True, "allow-rule", allow, "enforce"))
         self.assertEqual(doc["generation"], self.generation())
 
         # Deny wins over a matching allow.
-        deny = self.add_rule("deny", "--uid", "4343", "--endpoint", "data")
-        cp = self.secctl("policy", "test", "--uid", "4343", "--endpoint", "data", expect=EXIT_DENIED)
+        deny = self.add_rule("deny", "--uid", "1", "--endpoint", "data")
+        cp = self.secctl("policy", "test", "--uid", "1", "--endpoint", "data", expect=EXIT_DENIED)
         self.assertIn("verdict: deny", cp.stdout)
         self.assertIn("deny-rule", cp.stdout)
-        doc = self.secctl_json("policy", "test", "--uid", "4343", "--endpoint", "data",
+        doc = self.secctl_json("policy", "test", "--uid", "1", "--endpoint", "data",
                                expect=EXIT_DENIED)
         self.assertEqual((doc["allow"], doc["admit"], doc["reason"], doc["rule"]["id"]),
                          (False, False, "deny-rule", deny))
         # All selectors of the deny rule must match: another endpoint is allowed.
-        self.secctl("policy", "test", "--uid", "4343", "--endpoint", "enroll", expect=EXIT_SUCCESS)
+        self.secctl("policy", "test", "--uid", "1", "--endpoint", "enroll", expect=EXIT_SUCCESS)
+
+    def test_policy_test_uid_without_passwd_entry(self):
+        """A client uid need not exist in passwd (admission judges kernel credentials);
+        'policy test' with --uid and --gid must still answer."""
+        self.add_rule("allow", "--uid", "4343", "--gid", "4343")
+        cp = self.secctl("policy", "test", "--uid", "4343", "--gid", "4343", expect=EXIT_SUCCESS)
+        self.assertIn("verdict: allow", cp.stdout)
+        cp = self.secctl("policy", "test", "--uid", "4344", "--gid", "4344", expect=EXIT_DENIED)
+        self.assertIn("no-match", cp.stdout)
 
     def test_policy_test_by_user_and_binary(self):
         self.add_rule("allow", "--user", "nobody", "--binary", self.bin_a)
@@ -195,14 +207,14 @@ class SecctlVerbsTest(SecdTestCase):
         # Another binary, or the right hash under another path, does not match.
         self.secctl("policy", "test", "--user", "nobody", "--binary", self.bin_b, expect=EXIT_DENIED)
         # Another user with the right binary does not match either.
-        self.secctl("policy", "test", "--uid", "4444", "--binary", self.bin_a, expect=EXIT_DENIED)
+        self.secctl("policy", "test", "--uid", "2", "--binary", self.bin_a, expect=EXIT_DENIED)
 
     def test_policy_test_path_hashed_by_secd(self):
         """Test with a path and no hash: secd hashes the file itself."""
-        self.add_rule("allow", "--sha256", sha256_file(self.bin_a), "--uid", "4545")
-        self.secctl("policy", "test", "--uid", "4545", "--path", self.bin_a, expect=EXIT_SUCCESS)
-        self.secctl("policy", "test", "--uid", "4545", "--path", self.bin_b, expect=EXIT_DENIED)
-        cp = self.secctl("policy", "test", "--uid", "4545", "--path", self.path("missing"),
+        self.add_rule("allow", "--sha256", sha256_file(self.bin_a), "--uid", "3")
+        self.secctl("policy", "test", "--uid", "3", "--path", self.bin_a, expect=EXIT_SUCCESS)
+        self.secctl("policy", "test", "--uid", "3", "--path", self.bin_b, expect=EXIT_DENIED)
+        cp = self.secctl("policy", "test", "--uid", "3", "--path", self.path("missing"),
                          expect=EXIT_FAILURE)
         self.assertIn(self.path("missing"), cp.stderr)
 
@@ -213,14 +225,14 @@ class SecctlVerbsTest(SecdTestCase):
         self.assertEqual(self.secctl_json("policy", "list")["mode"], "permissive")
         self.assertEqual(self.generation(), g + 1)
         # The verdict stays deny (exit 3), but the client would be admitted.
-        doc = self.secctl_json("policy", "test", "--uid", "4646", expect=EXIT_DENIED)
+        doc = self.secctl_json("policy", "test", "--uid", "7", expect=EXIT_DENIED)
         self.assertEqual((doc["allow"], doc["admit"], doc["mode"]), (False, True, "permissive"))
         # Never on the control endpoint.
-        doc = self.secctl_json("policy", "test", "--uid", "4646", "--endpoint", "control",
+        doc = self.secctl_json("policy", "test", "--uid", "7", "--endpoint", "control",
                                expect=EXIT_DENIED)
         self.assertEqual((doc["allow"], doc["admit"]), (False, False))
         self.secctl("policy", "mode", "enforce", expect=EXIT_SUCCESS)
-        doc = self.secctl_json("policy", "test", "--uid", "4646", expect=EXIT_DENIED)
+        doc = self.secctl_json("policy", "test", "--uid", "7", expect=EXIT_DENIED)
         self.assertEqual((doc["allow"], doc["admit"], doc["mode"]), (False, False, "enforce"))
         cp = self.secctl("policy", "mode", "lenient", expect=EXIT_USAGE)
         self.assertIn("lenient", cp.stderr)
@@ -318,6 +330,37 @@ class SecctlVerbsTest(SecdTestCase):
         self.secctl("audit", "--limit", "1001", expect=EXIT_USAGE)
         self.secctl("audit", "--limit", "x", expect=EXIT_USAGE)
 
+    def test_audit_follow(self):
+        """secctl --json audit --follow: one JSON object per line as entries are written; SIGINT ends it with 0."""
+        env = base_env({"SECCTL_SOCKET": self.d.control})
+        p = subprocess.Popen([SECCTL, "--json", "audit", "--follow", "--limit", "1"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(p.stderr.close)
+        self.addCleanup(p.stdout.close)
+        self.addCleanup(p.kill)
+        buf = bytearray()
+        deadline = Deadline()
+
+        def next_entry():
+            line = read_line(p.stdout, deadline, buf)
+            if not line:
+                p.kill()
+                p.wait(TIMEOUT)
+                self.fail(f"secctl audit --follow: {'timed out' if line is None else 'stopped'} "
+                          f"(exit {p.returncode}): {p.stderr.read().decode()}")
+            return json.loads(line)
+
+        self.assertIn("kind", next_entry())
+        rid = self.add_rule("allow", "--uid", "7100", "--comment", "followed")
+        while True:
+            e = next_entry()
+            if e["kind"] == "policy" and re.search(rf"\b{rid}\b", json.dumps(e)):
+                break
+        p.send_signal(signal.SIGINT)
+        self.assertEqual(p.wait(TIMEOUT), 0)
+        err = p.stderr.read().decode()
+        self.assertIsNone(sanitizer_report(err), err)
+
     def _audit_json(self, *args):
         doc = self.secctl_json("audit", *args)
         if isinstance(doc, dict):
@@ -325,7 +368,8 @@ class SecctlVerbsTest(SecdTestCase):
         return doc
 
     def test_reload(self):
-        self.secctl("reload", expect=EXIT_SUCCESS)
+        cp = self.secctl("reload", expect=EXIT_SUCCESS)
+        self.assertEqual(cp.stdout, f"Reloaded, policy generation {self.generation()}.\n")
         doc = self.secctl_json("reload")
         self.assertEqual(doc["restart_needed"], [])
         self.assertEqual(doc["generation"], self.generation())

@@ -77,7 +77,7 @@ class VarlinkGenericTest(SecdTestCase):
             self.assertEqual({k: rule[0][k] for k in ("action", "uid", "endpoint", "comment")},
                              {"action": "allow", "uid": 31337, "endpoint": "data",
                               "comment": "from python3-varlink"})
-            verdict = policy.Test(31337, endpoint="data")
+            verdict = policy.Test(uid=31337, gid=31337, gids=[], endpoint="data")
             self.assertEqual((verdict["allow"], verdict["reason"], verdict["rule"]["id"]),
                              (True, "allow-rule", added["id"]))
 
