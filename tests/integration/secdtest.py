@@ -536,7 +536,10 @@ class SecdTestCase(unittest.TestCase):
         self.addCleanup(self._cleanup_root)
 
     def _cleanup_root(self):
-        failed = not getattr(self._outcome, "success", True)
+        result = getattr(self._outcome, "result", None)
+        failed = result is None or any(
+            t is self or getattr(t, "test_case", None) is self
+            for t, _ in getattr(result, "failures", []) + getattr(result, "errors", []))
         if failed:
             for d in self.daemons:
                 sys.stderr.write(d.describe())

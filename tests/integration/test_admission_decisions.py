@@ -9,8 +9,10 @@ interpreter) and compare the recorded facts with what the kernel and
 sha256sum say about them.
 """
 
+import ctypes
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import unittest
@@ -19,6 +21,10 @@ from secdtest import (EXIT_SUCCESS, NOBODY_UID, SecdTestCase, TIMEOUT, base_env,
                       sha256sum, wait_until)
 
 PYTHON_EXE = os.path.realpath("/usr/bin/python3")
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+PTRACE_ATTACH = 16
+PTRACE_DETACH = 17
 
 
 def connect_and_wait(path):
@@ -77,13 +83,13 @@ class AdmissionTest(SecdTestCase):
         return max((e["id"] for e in self.audit_entries()), default=0)
 
     def decision_for(self, pid, after):
-        """The audit entry of the admission decision about pid written after entry id after."""
+        """The audit entry of the admission decision about pid, the only connection since entry id after."""
         def find():
-            return [e for e in self.audit_entries()
-                    if e["id"] > after and e["kind"] == "decision"
-                    and (e.get("fields") or {}).get("pid") == pid]
+            return [e for e in self.audit_entries() if e["id"] > after and e["kind"] == "decision"]
         hits = wait_until(find, what=f"an audit decision about pid {pid}")
         self.assertEqual(len(hits), 1, f"one connection, one decision: {hits}")
+        self.assertEqual((hits[0].get("fields") or {}).get("pid"), pid,
+                         f"the decision does not carry the peer's attested pid: {hits[0]}")
         return hits[0]
 
     def connect_as_root(self, endpoint="data"):
@@ -188,6 +194,85 @@ class AdmissionTest(SecdTestCase):
         after = self.last_audit_id()
         e = self.decision_for(self.run_clone(clone, self.d.data), after)
         self.assertEqual((e["fields"]["verdict"], e["fields"]["rule"]), ("allow", rid), e)
+
+    def run_connect(self, argv, path):
+        """Run argv + [python, -c, CONNECT_CODE, path] as root; returns the connecting pid."""
+        cp = subprocess.run([*argv, PYTHON_EXE, "-I", "-c", CONNECT_CODE, path], capture_output=True,
+                            text=True, env=base_env(), timeout=TIMEOUT, cwd="/")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        return int(cp.stdout.strip().splitlines()[-1])
+
+    def traced_connect(self, after):
+        """Connect from a child that the test holds in ptrace stop while secd judges it.
+
+        secd is frozen (SIGSTOP) while the child connects and is attached, so
+        secd reads the child's /proc entries while it is in tracing stop.
+        """
+        r, w = os.pipe()
+        os.kill(self.d.pid, signal.SIGSTOP)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.close(r)
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.connect(self.d.data)
+                    os.write(w, b"c")
+                    s.settimeout(60)
+                    s.recv(1)
+                finally:
+                    os._exit(0)
+            os.close(w)
+            self.traced_pid = pid
+            self.assertEqual(os.read(r, 1), b"c")
+            os.close(r)
+            self.assertEqual(libc.ptrace(PTRACE_ATTACH, pid, None, None), 0, "ptrace attach")
+            _, status = os.waitpid(pid, os.WUNTRACED)
+            self.assertTrue(os.WIFSTOPPED(status))
+        finally:
+            os.kill(self.d.pid, signal.SIGCONT)
+        try:
+            wait_until(lambda: any(e["kind"] == "decision" and e["id"] > after
+                                   for e in self.audit_entries()),
+                       what="secd's decision about the traced peer")
+        finally:
+            libc.ptrace(PTRACE_DETACH, pid, None, None)
+            os.waitpid(pid, 0)
+        return "traced"
+
+    def test_traced_peer_is_denied_with_its_facts(self):
+        """uid 0 is allowed by the --dev rule, but not while traced (TracerPid != 0)."""
+        # A peer that is in ptrace stop ("t (tracing stop)") when secd looks at it.
+        after = self.last_audit_id()
+        self.assertEqual(self.traced_connect(after), "traced")
+        e = [x for x in self.audit_entries() if x["id"] > after and x["kind"] == "decision"]
+        self.assertEqual(len(e), 1, e)
+        e = e[0]
+        self.assertEqual((e["fields"]["verdict"], e["fields"]["admit"]), ("deny", False), e)
+        self.assertIn("traced", e["fields"]["reason"], e)
+        self.assertEqual((e["fields"].get("uid"), e["fields"].get("pid")), (0, self.traced_pid),
+                         f"the decision about a traced peer lacks its attested facts: {e}")
+
+    def test_namespaced_peer_is_denied(self):
+        """uid 0 is allowed by the --dev rule, but not from another user namespace."""
+        if shutil.which("unshare"):
+            after = self.last_audit_id()
+            # Inside the namespace the pid is the same (no pid namespace), the uid is unmapped.
+            e = self.decision_for(self.run_connect(["unshare", "--user"], self.d.data), after)
+            self.assertEqual((e["fields"]["verdict"], e["fields"]["admit"]), ("deny", False), e)
+            self.assertIn("namespace", e["fields"]["reason"])
+        else:
+            self.skipTest("unshare(1) is not installed")
+        # The same binary and uid from the initial namespace is still allowed.
+        self.assertEqual(self.connect_as_root()["fields"]["verdict"], "allow")
+
+    def test_hash_cache_is_used(self):
+        before = self.secctl_json("status")["hash_cache"]
+        for _ in range(3):
+            self.assertEqual(self.connect_as_root()["fields"]["sha256"], self.python_sha)
+        after = self.secctl_json("status")["hash_cache"]
+        self.assertGreaterEqual(after["hits"], before["hits"] + 2, (before, after))
+        self.assertLessEqual(after["entries"], after["capacity"])
 
     def test_permissive_mode_logs_deny_but_admits(self):
         self.secctl("policy", "mode", "permissive", expect=EXIT_SUCCESS)

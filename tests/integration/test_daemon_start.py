@@ -6,9 +6,12 @@ import os
 import re
 import socket
 import stat
+import subprocess
 import unittest
 
-from secdtest import EXIT_SUCCESS, RawVarlink, SecdTestCase, Secd
+from secdtest import SECD, TIMEOUT, EXIT_SUCCESS, RawVarlink, SecdTestCase, Secd, base_env
+
+SRCDIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def control_paths_in(text):
@@ -45,6 +48,35 @@ class DaemonStartTest(SecdTestCase):
         self.assertEqual(status["mode"], "enforce")
         self.assertGreaterEqual(status["rules"], 1, "--dev adds a rule for the invoking user")
         d.stop()
+
+    def test_watchdog_and_status(self):
+        """WATCHDOG=1 when the service manager asks for it; STATUS= with a live summary."""
+        d = self.secd_dev(env={"WATCHDOG_USEC": "400000"})
+        for _ in range(3):
+            d.wait_for_notify("WATCHDOG", "1", "with WATCHDOG_USEC=400000", timeout=5)
+        status = [m["STATUS"] for m in d.notify.messages if "STATUS" in m]
+        self.assertTrue(status, f"no STATUS= sent: {d.notify.messages}")
+        d.stop()
+
+    def test_version_and_help(self):
+        cp = subprocess.run([SECD, "--version"], capture_output=True, text=True, env=base_env(),
+                            timeout=TIMEOUT)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        version = self.secctl("--version", sock="/nonexistent").stdout.split()[-1]
+        self.assertEqual(cp.stdout, f"secd {version}\n")
+        cp = subprocess.run([SECD, "--help"], capture_output=True, text=True, env=base_env(),
+                            timeout=TIMEOUT)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        # Every config key is also a command-line option (issue 3), and
+        # documented in secd.conf(5).
+        with open(os.path.join(SRCDIR, "docs", "man", "secd.conf.5")) as f:
+            man = f.read()
+        for opt in ("--config", "--state-dir", "--runtime-dir", "--dev", "--admin-group",
+                    "--max-connections", "--control-message-max", "--idle-timeout", "--drain-timeout",
+                    "--hash-max-size", "--hash-cache-entries", "--log-level"):
+            self.assertIn(opt, cp.stdout)
+            if opt not in ("--config", "--dev"):
+                self.assertIn(opt[2:].replace("-", "_"), man, f"{opt} not in secd.conf(5)")
 
     def test_dev_default_directory(self):
         """secd --dev alone keeps everything under ./secd-dev of its working directory."""

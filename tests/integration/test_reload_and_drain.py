@@ -58,6 +58,8 @@ class ReloadAndDrainTest(SecdTestCase):
                     "hash_cache_entries = 300\n")
         doc = self.secctl_json("reload")
         self.assertIn("runtime_dir", doc["restart_needed"])
+        cp = self.secctl("reload", expect=EXIT_SUCCESS)
+        self.assertIn("runtime_dir", cp.stderr, "the human output warns about restart-only settings")
         self.assertTrue(os.path.exists(d.control), "the running control socket was removed")
         self.assertFalse(os.path.exists(self.path("run2", "control.sock")))
         self.secctl("status", expect=EXIT_SUCCESS)
@@ -93,7 +95,8 @@ class ReloadAndDrainTest(SecdTestCase):
 
         started = time.monotonic()
         d.stop(timeout=3 + 10)   # STOPPING=1 and exit status 0
-        self.assertLess(time.monotonic() - started, 3 + 10)
+        # Within the drain deadline (3 s), plus slack for a sanitizer build.
+        self.assertLess(time.monotonic() - started, 3 + 2)
         for c in (idle, partial, follower):
             self.assertTrue(c.closed_by_peer(timeout=1), "a client was left connected to a dead secd")
         # secd removed the sockets it bound.
