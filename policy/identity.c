@@ -296,8 +296,13 @@ static int parse_proc_status(char *s, bool want_creds, ProcStatus *ret) {
 
                 switch (bit) {
                 case SEEN_STATE:
-                        /* "R (running)": one letter, then a space */
-                        if (value[0] < 'A' || value[0] > 'Z' || (value[1] != ' ' && value[1] != 0))
+                        /*
+                         * "R (running)": one letter, then a space. The kernel's letters
+                         * are upper case except "t (tracing stop)", the state a traced
+                         * client is judged in, so both cases are valid.
+                         */
+                        if (!((value[0] >= 'A' && value[0] <= 'Z') || (value[0] >= 'a' && value[0] <= 'z')) ||
+                            (value[1] != ' ' && value[1] != 0))
                                 return -EBADMSG;
                         st.state = value[0];
                         break;

@@ -369,6 +369,20 @@ static void test_traced_peer(void **state) {
         assert_int_equal(process_identity_from_socket(cfd, &after), 0);
         assert_int_equal(after->pid, pid);
         assert_int_equal(after->tracer_pid, getpid());
+        after = process_identity_free(after);
+
+        /*
+         * Held in ptrace stop, /proc reports "t (tracing stop)": still an identity
+         * with its tracer, not a parse failure that hides the facts.
+         */
+        assert_int_equal(ptrace(PTRACE_INTERRUPT, pid, NULL, NULL), 0);
+        int status;
+        assert_int_equal(waitpid(pid, &status, __WALL), pid);
+        assert_true(WIFSTOPPED(status));
+        assert_int_equal(process_identity_from_socket(cfd, &after), 0);
+        assert_int_equal(after->pid, pid);
+        assert_int_equal(after->tracer_pid, getpid());
+        assert_int_equal(ptrace(PTRACE_DETACH, pid, NULL, NULL), 0);
 
         cfd = safe_close(cfd);
         reap_ok(pid);
