@@ -26,6 +26,10 @@ static inline void json_object_unrefp(json_object **o) {
 
 typedef struct Endpoint Endpoint;
 typedef struct ControlConnection ControlConnection;
+typedef struct SecdCA SecdCA;
+typedef struct TlsServer TlsServer;
+typedef struct DataConnection DataConnection;
+typedef struct HashPool HashPool;
 
 typedef struct DecisionCounters {
         uint64_t allowed;       /* the policy allowed */
@@ -57,6 +61,11 @@ typedef struct Manager {
         size_t n_control_connections;
         uint64_t n_connections[4];      /* open now, by PolicyEndpoint */
         DecisionCounters decisions;
+
+        SecdCA *ca;                     /* certificate authority and server credentials (ca.c) */
+        TlsServer *tls;                 /* TLS priorities and session ticket key (tls.c) */
+        DataConnection *data_connections; /* mTLS sessions on data and tcp, linked list (data.c) */
+        HashPool *hash_pool;            /* worker threads for cold executable hashing (hash-pool.c) */
 
         uint64_t start_usec;            /* CLOCK_MONOTONIC */
         unsigned audit_appends;         /* since the last trim */
