@@ -17,3 +17,55 @@
  * it right after).
  */
 bool admission_check(Manager *m, PolicyEndpoint kind, int fd);
+
+/*
+ * Asynchronous admission (issue 4): the same facts and decision, but a
+ * cold executable hash runs on the hash pool (hash-pool.c) instead of the
+ * loop. The enroll and data endpoints use this.
+ */
+typedef struct AdmissionRequest AdmissionRequest;
+
+typedef struct AdmissionResult {
+        bool admitted;                  /* the policy admits the process (allow, or permissive) */
+        bool identified;                /* uid/gid/pid/sha256 below are valid */
+        uint32_t uid;
+        uint32_t gid;
+        pid_t pid;
+        uint8_t sha256[SHA256_DIGEST_LEN]; /* of the live executable */
+        const char *reason;             /* valid during the callback only */
+} AdmissionResult;
+
+/*
+ * Called exactly once per request, always from the event loop and never
+ * from inside admission_check_async(), unless the request is freed first.
+ * The request is freed by admission after the callback returns.
+ */
+typedef void (*AdmissionDone)(Manager *m, const AdmissionResult *result, void *userdata);
+
+/*
+ * Facts from a verified client certificate, judged together with the live
+ * process (data endpoint): its uid must equal the peer's SO_PEERCRED uid
+ * and its sha256 the live executable's hash. NULL on the enroll endpoint.
+ */
+typedef struct AdmissionCert {
+        uint32_t uid;
+        uint8_t sha256[SHA256_DIGEST_LEN];
+        const char *serial;             /* 32 hex, recorded in the journal and audit entry */
+} AdmissionCert;
+
+/*
+ * Start judging the peer of fd (which the caller keeps open until done
+ * runs). On success *ret_request is the caller's handle for cancelling
+ * (admission_request_free()); it becomes invalid once done has run.
+ */
+int admission_check_async(Manager *m, PolicyEndpoint kind, int fd, const AdmissionCert *cert, AdmissionDone done,
+                          void *userdata, AdmissionRequest **ret_request);
+
+/* Cancel: done will not run. NULL-safe. */
+AdmissionRequest *admission_request_free(AdmissionRequest *r);
+
+/*
+ * A remote client on the tcp endpoint: no process to inspect, the
+ * certificate's name decides (PolicyQuery.cert_name). Synchronous.
+ */
+bool admission_check_remote(Manager *m, const char *cert_name, const char *serial, const char **ret_reason);
