@@ -203,6 +203,8 @@ static int rule_insert_internal(Db *db, const PolicyRule *rule, int64_t now, int
                 return db_errorf(db, -EINVAL, "rule: path selector without a path");
         if ((sel & POLICY_SEL_ENDPOINT) && (rule->endpoint < 0 || rule->endpoint >= _POLICY_ENDPOINT_MAX))
                 return db_errorf(db, -EINVAL, "rule: invalid endpoint %d", (int) rule->endpoint);
+        if ((sel & POLICY_SEL_CERT) && !policy_cert_name_is_valid(rule->cert))
+                return db_errorf(db, -EINVAL, "rule: cert selector without a valid certificate name");
 
         r = db_stmt(db, DB_STMT_RULE_INSERT, &stmt);
         if (r < 0)
@@ -230,6 +232,8 @@ static int rule_insert_internal(Db *db, const PolicyRule *rule, int64_t now, int
                 rc = bind_text_or_null(stmt, 9, true, rule->comment);
         if (rc == SQLITE_OK)
                 rc = sqlite3_bind_int64(stmt, 10, now);
+        if (rc == SQLITE_OK)
+                rc = bind_text_or_null(stmt, 11, sel & POLICY_SEL_CERT, rule->cert);
         if (rc != SQLITE_OK)
                 return db_error(db, rc);
 
@@ -374,6 +378,12 @@ static int rule_from_row(Db *db, sqlite3_stmt *stmt, PolicyRule *ret) {
         r = db_column_strdup(stmt, 9, POLICY_COMMENT_MAX, &rule.comment);
         if (r < 0)
                 return db_errorf(db, r, "rule %" PRIi64 ": cannot read comment", rule.id);
+        if (sqlite3_column_type(stmt, 10) != SQLITE_NULL) {
+                r = db_column_strdup(stmt, 10, POLICY_CERT_NAME_MAX, &rule.cert);
+                if (r < 0 || !policy_cert_name_is_valid(rule.cert))
+                        return db_errorf(db, r < 0 ? r : -EBADMSG, "rule %" PRIi64 ": cannot read cert", rule.id);
+                rule.selectors |= POLICY_SEL_CERT;
+        }
 
         if (rule.selectors == 0)
                 return db_errorf(db, -EBADMSG, "rule %" PRIi64 ": no selector", rule.id);

@@ -139,8 +139,49 @@ static const char migration_1_sql[] =
         "  fields_json TEXT CHECK (length(CAST(fields_json AS BLOB)) <= 65536)\n"
         ") STRICT;\n";
 
+_Static_assert(POLICY_CERT_NAME_MAX == 64, "migration 2 bounds certificate names by 64 bytes");
+
+/*
+ * Rules gain a "cert" selector: the name of a remote client certificate
+ * (secd://remote/<name>, [A-Za-z0-9._-]{1,64}). SQLite cannot change a
+ * table's CHECK constraints, and "at least one selector" must include the
+ * new column, so the table is rebuilt (the standard 12-step procedure, all
+ * inside the migration's transaction): same ids, and the AUTOINCREMENT
+ * counter carried over so ids of deleted rules are never handed out again.
+ */
+static const char migration_2_sql[] =
+        "CREATE TABLE rules_new (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  action TEXT NOT NULL CHECK (action IN ('allow', 'deny')),\n"
+        "  uid INTEGER CHECK (uid BETWEEN 0 AND 4294967294),\n"
+        "  user_name TEXT CHECK (user_name IS NULL OR\n"
+        "                        (uid IS NOT NULL AND length(CAST(user_name AS BLOB)) BETWEEN 1 AND 256)),\n"
+        "  gid INTEGER CHECK (gid BETWEEN 0 AND 4294967294),\n"
+        "  group_name TEXT CHECK (group_name IS NULL OR\n"
+        "                         (gid IS NOT NULL AND length(CAST(group_name AS BLOB)) BETWEEN 1 AND 256)),\n"
+        "  path TEXT CHECK (path IS NULL OR (substr(path, 1, 1) = '/' AND length(CAST(path AS BLOB)) < 4096)),\n"
+        "  sha256 BLOB CHECK (length(sha256) = 32),\n"
+        "  endpoint TEXT CHECK (endpoint IN ('data', 'tcp', 'enroll', 'control')),\n"
+        "  cert TEXT CHECK (cert IS NULL OR\n"
+        "                   (length(CAST(cert AS BLOB)) BETWEEN 1 AND 64 AND cert NOT GLOB '*[^A-Za-z0-9._-]*')),\n"
+        "  comment TEXT CHECK (length(CAST(comment AS BLOB)) <= 1024),\n"
+        "  created_usec INTEGER NOT NULL CHECK (created_usec >= 0),\n"
+        "  CHECK (uid IS NOT NULL OR gid IS NOT NULL OR path IS NOT NULL OR\n"
+        "         sha256 IS NOT NULL OR endpoint IS NOT NULL OR cert IS NOT NULL)\n"
+        ") STRICT;\n"
+        "INSERT INTO rules_new(id, action, uid, user_name, gid, group_name, path, sha256, endpoint,\n"
+        "                      comment, created_usec)\n"
+        "  SELECT id, action, uid, user_name, gid, group_name, path, sha256, endpoint, comment, created_usec\n"
+        "  FROM rules ORDER BY id;\n"
+        /* Keep the high-water mark, not just max(id): deleted ids stay retired. */
+        "DELETE FROM sqlite_sequence WHERE name = 'rules_new';\n"
+        "INSERT INTO sqlite_sequence(name, seq) SELECT 'rules_new', seq FROM sqlite_sequence WHERE name = 'rules';\n"
+        "DROP TABLE rules;\n"
+        "ALTER TABLE rules_new RENAME TO rules;\n";
+
 const DbMigration db_migrations[] = {
         { 1, "initial schema", migration_1_sql },
+        { 2, "rules: cert selector", migration_2_sql },
 };
 const size_t db_n_migrations = ELEMENTSOF(db_migrations);
 

@@ -34,12 +34,12 @@ static const char *const db_statement_sql[_DB_STMT_MAX] = {
                 "ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
         [DB_STMT_RULE_INSERT] =
                 "INSERT INTO rules(action, uid, user_name, gid, group_name, path, sha256, "
-                "endpoint, comment, created_usec) "
-                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                "endpoint, comment, created_usec, cert) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         [DB_STMT_RULE_DELETE] = "DELETE FROM rules WHERE id = ?1",
         [DB_STMT_RULES_DELETE_ALL] = "DELETE FROM rules",
         [DB_STMT_RULES_SELECT] =
-                "SELECT id, action, uid, user_name, gid, group_name, path, sha256, endpoint, comment "
+                "SELECT id, action, uid, user_name, gid, group_name, path, sha256, endpoint, comment, cert "
                 "FROM rules ORDER BY id LIMIT ?1",
         [DB_STMT_AUDIT_INSERT] =
                 "INSERT INTO audit(time_usec, kind, message, fields_json) SELECT ?1, ?2, ?3, ?4 "

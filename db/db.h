@@ -26,7 +26,7 @@
 
 typedef struct Db Db;
 
-#define DB_SCHEMA_VERSION_LATEST 1  /* bumped by each migration that lands */
+#define DB_SCHEMA_VERSION_LATEST 2  /* bumped by each migration that lands */
 
 /* PRAGMA application_id of a secd store ("secd"); other non-zero ids are refused. */
 #define DB_APPLICATION_ID 0x73656364

@@ -150,6 +150,7 @@ static const char *validate_field_message(const char *field) {
                 { "gid", "expected a group id" },
                 { "path", "expected an absolute, normalised path (no \"//\", \"/./\", \"/../\" or trailing \"/\") shorter than " STRINGIFY(POLICY_PATH_MAX) " bytes, printable UTF-8" },
                 { "endpoint", "expected \"data\", \"tcp\", \"enroll\" or \"control\"" },
+                { "cert", "expected a certificate name: 1-" STRINGIFY(POLICY_CERT_NAME_MAX) " characters of A-Z a-z 0-9 . _ -" },
                 { "comment", "expected printable UTF-8 of at most " STRINGIFY(POLICY_COMMENT_MAX) " bytes" },
         };
 
@@ -242,6 +243,14 @@ int policy_rule_from_json(json_object *o, bool allow_id, const char *prefix, Pol
                                 return json_error(ret_error, -EINVAL, prefix, key, "%s", validate_field_message(key));
                         rule.selectors |= POLICY_SEL_ENDPOINT;
 
+                } else if (streq(key, "cert")) {
+                        r = json_dup_string(v, prefix, key, POLICY_CERT_NAME_MAX, &rule.cert, ret_error);
+                        if (r < 0)
+                                return r;
+                        if (!policy_cert_name_is_valid(rule.cert))
+                                return json_error(ret_error, -EINVAL, prefix, key, "%s", validate_field_message(key));
+                        rule.selectors |= POLICY_SEL_CERT;
+
                 } else if (streq(key, "comment")) {
                         r = json_dup_string(v, prefix, key, POLICY_COMMENT_MAX, &rule.comment, ret_error);
                         if (r < 0)
@@ -261,7 +270,7 @@ int policy_rule_from_json(json_object *o, bool allow_id, const char *prefix, Pol
                 return json_error(ret_error, -EINVAL, prefix, "action", "missing");
         if (rule.selectors == 0)
                 return json_error(ret_error, -EINVAL, prefix, NULL,
-                                  "a rule needs at least one selector (user, uid, group, gid, path, sha256, endpoint)");
+                                  "a rule needs at least one selector (user, uid, group, gid, path, sha256, endpoint, cert)");
 
         /* The same checks as for rules built in C, so both paths agree. */
         r = policy_rule_validate(&rule, &field);
@@ -324,6 +333,8 @@ int policy_rule_to_json(const PolicyRule *rule, json_object **ret) {
         }
         if ((rule->selectors & POLICY_SEL_ENDPOINT) &&
             json_add(o, "endpoint", json_object_new_string(policy_endpoint_to_string(rule->endpoint))) < 0)
+                return -ENOMEM;
+        if ((rule->selectors & POLICY_SEL_CERT) && json_add(o, "cert", json_object_new_string(rule->cert)) < 0)
                 return -ENOMEM;
         if (rule->comment && json_add(o, "comment", json_object_new_string(rule->comment)) < 0)
                 return -ENOMEM;

@@ -8,20 +8,22 @@
  * A rule object:
  *   { "id": 7, "action": "allow", "user": "alice", "uid": 1000,
  *     "group": "staff", "gid": 50, "path": "/usr/bin/app",
- *     "sha256": "<64 hex>", "endpoint": "data", "comment": "..." }
+ *     "sha256": "<64 hex>", "endpoint": "data", "cert": "backup-1",
+ *     "comment": "..." }
  * "id" is output only: rejected on input unless the caller allows it.
  * An export document:
  *   { "format": "secd-policy", "version": 1, "mode": "enforce", "rules": [ ... ] }
  *
  * Parsing is strict: unknown fields, wrong types, malformed hashes, names
- * over POLICY_NAME_MAX, selector conflicts, and documents over
+ * over POLICY_NAME_MAX, certificate names that are not [A-Za-z0-9._-]{1,64},
+ * selector conflicts, and documents over
  * POLICY_JSON_MAX bytes are errors. Errors come back as -EINVAL (or -E2BIG
  * for size) plus a malloc'd message naming the field, e.g.
  * "rules[3].sha256: expected 64 hexadecimal characters".
  *
  * Precisely: -E2BIG for a document over POLICY_JSON_MAX bytes or with more
  * than POLICY_RULES_MAX rules; a string field over its own bound (name,
- * path, comment) is a shape error, -EINVAL. Also -EINVAL: invalid JSON,
+ * path, cert, comment) is a shape error, -EINVAL. Also -EINVAL: invalid JSON,
  * invalid UTF-8, nesting deeper than a policy needs, trailing data after
  * the document, a NUL byte or an escaped NUL ("\u0000") anywhere (in
  * policy_json_import(); policy_rule_from_json() sees parsed objects and

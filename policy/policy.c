@@ -85,6 +85,7 @@ void policy_rule_done(PolicyRule *rule) {
         free(rule->user);
         free(rule->group);
         free(rule->path);
+        free(rule->cert);
         free(rule->comment);
         *rule = (PolicyRule) {};
 }
@@ -116,10 +117,11 @@ int policy_rule_copy(const PolicyRule *src, PolicyRule *ret) {
                 return -EINVAL;
 
         copy = *src;
-        copy.user = copy.group = copy.path = copy.comment = NULL;
+        copy.user = copy.group = copy.path = copy.cert = copy.comment = NULL;
         if (strdup_optional(src->user, &copy.user) < 0 ||
             strdup_optional(src->group, &copy.group) < 0 ||
             strdup_optional(src->path, &copy.path) < 0 ||
+            strdup_optional(src->cert, &copy.cert) < 0 ||
             strdup_optional(src->comment, &copy.comment) < 0)
                 return -ENOMEM;
 
@@ -145,6 +147,8 @@ bool policy_rule_equal(const PolicyRule *a, const PolicyRule *b) {
         if ((a->selectors & POLICY_SEL_SHA256) && memcmp(a->sha256, b->sha256, sizeof a->sha256) != 0)
                 return false;
         if ((a->selectors & POLICY_SEL_ENDPOINT) && a->endpoint != b->endpoint)
+                return false;
+        if ((a->selectors & POLICY_SEL_CERT) && !streq_ptr(a->cert, b->cert))
                 return false;
         return true;
 }
@@ -177,6 +181,24 @@ bool policy_name_is_valid(const char *name) {
         }
         /* An all-digit name would be read as a number by too many tools. */
         return !all_digits;
+}
+
+bool policy_cert_name_is_valid(const char *name) {
+        size_t n;
+
+        if (isempty(name))
+                return false;
+        n = strnlen(name, POLICY_CERT_NAME_MAX + 1);
+        if (n > POLICY_CERT_NAME_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char c = name[i];
+
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                      c == '.' || c == '_' || c == '-'))
+                        return false;
+        }
+        return true;
 }
 
 bool policy_path_is_valid(const char *path) {
@@ -229,6 +251,9 @@ int policy_rule_validate(const PolicyRule *rule, const char **ret_field) {
         else if ((rule->selectors & POLICY_SEL_ENDPOINT) &&
                  (rule->endpoint < 0 || rule->endpoint >= _POLICY_ENDPOINT_MAX))
                 field = "endpoint";
+        else if (!!(rule->selectors & POLICY_SEL_CERT) != !!rule->cert ||
+                 (rule->cert && !policy_cert_name_is_valid(rule->cert)))
+                field = "cert";
         else if (rule->comment) {
                 size_t n = strnlen(rule->comment, POLICY_COMMENT_MAX + 1);
 
@@ -389,6 +414,7 @@ typedef struct PolicyRuleDigest {
         uint32_t endpoint;
         uint64_t path_hash;     /* path_hash() of the path */
         uint64_t sha256_head;   /* first 8 bytes of the hash */
+        uint64_t cert_hash;     /* path_hash() of the certificate name */
 } PolicyRuleDigest;
 
 struct PolicySnapshot {
@@ -400,7 +426,7 @@ struct PolicySnapshot {
         PolicyRule rules[]; /* evaluation order: deny before allow, then ascending id */
 };
 
-/* FNV-1a: only a filter, equality is always confirmed by strcmp(). */
+/* FNV-1a: only a filter, equality is always confirmed by strcmp() (paths and cert names). */
 static uint64_t path_hash(const char *p) {
         uint64_t h = UINT64_C(0xcbf29ce484222325);
 
@@ -498,6 +524,7 @@ int policy_snapshot_new(PolicyRule *rules, size_t n_rules, uint64_t generation, 
                         .endpoint = (uint32_t) r->endpoint,
                         .path_hash = (r->selectors & POLICY_SEL_PATH) ? path_hash(r->path) : 0,
                         .sha256_head = sha256_head(r->sha256),
+                        .cert_hash = (r->selectors & POLICY_SEL_CERT) ? path_hash(r->cert) : 0,
                 };
         }
 
@@ -574,6 +601,8 @@ static bool rule_matches(const PolicyRule *r, const PolicyQuery *q) {
                 return false;
         if ((sel & POLICY_SEL_PATH) && (!q->exe_path || strcmp(r->path, q->exe_path) != 0))
                 return false;
+        if ((sel & POLICY_SEL_CERT) && (!q->cert_name || strcmp(r->cert, q->cert_name) != 0))
+                return false;
         return true;
 }
 
@@ -584,7 +613,7 @@ void policy_evaluate(const PolicySnapshot *s, const PolicyQuery *q, PolicyVerdic
                 .reason = POLICY_REASON_INVALID_QUERY,
                 .generation = s ? s->generation : 0,
         };
-        uint64_t q_path_hash = 0, q_sha256_head = 0, q_gids;
+        uint64_t q_path_hash = 0, q_sha256_head = 0, q_cert_hash = 0, q_gids;
         uint32_t unknown = 0;
 
         if (!ret)
@@ -607,6 +636,10 @@ void policy_evaluate(const PolicySnapshot *s, const PolicyQuery *q, PolicyVerdic
                 q_sha256_head = sha256_head(q->exe_sha256);
         else
                 unknown |= POLICY_SEL_SHA256;
+        if (q->cert_name)
+                q_cert_hash = path_hash(q->cert_name);
+        else
+                unknown |= POLICY_SEL_CERT;
         q_gids = gid_bit(q->gid);
         for (size_t i = 0; i < q->n_supplementary_gids; i++)
                 q_gids |= gid_bit(q->supplementary_gids[i]);
@@ -628,7 +661,8 @@ void policy_evaluate(const PolicySnapshot *s, const PolicyQuery *q, PolicyVerdic
                         ((uint64_t) (d->endpoint ^ (uint32_t) q->endpoint) & SEL_MASK(POLICY_SEL_ENDPOINT)) |
                         (gid_bit(d->gid) & ~q_gids & SEL_MASK(POLICY_SEL_GID)) |
                         ((d->path_hash ^ q_path_hash) & SEL_MASK(POLICY_SEL_PATH)) |
-                        ((d->sha256_head ^ q_sha256_head) & SEL_MASK(POLICY_SEL_SHA256));
+                        ((d->sha256_head ^ q_sha256_head) & SEL_MASK(POLICY_SEL_SHA256)) |
+                        ((d->cert_hash ^ q_cert_hash) & SEL_MASK(POLICY_SEL_CERT));
 #undef SEL_MASK
                 if (_likely_(miss != 0))
                         continue;

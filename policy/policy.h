@@ -51,13 +51,16 @@ enum {
         POLICY_SEL_PATH = 1u << 2,     /* exact executable path as /proc/<pid>/exe reports it */
         POLICY_SEL_SHA256 = 1u << 3,   /* SHA-256 of the executable */
         POLICY_SEL_ENDPOINT = 1u << 4, /* endpoint name */
-        _POLICY_SEL_ALL = (1u << 5) - 1,
+        POLICY_SEL_CERT = 1u << 5,     /* name of a remote client certificate (secd://remote/<name>) */
+        _POLICY_SEL_ALL = (1u << 6) - 1,
 };
 
 #define POLICY_PATH_MAX 4096
 #define POLICY_COMMENT_MAX 1024
 #define POLICY_NAME_MAX 256 /* user or group name */
 #define POLICY_RULES_MAX 100000
+/* A remote certificate name, [A-Za-z0-9._-]{1,64}: the same as secd/ca.h CA_REMOTE_NAME_MAX. */
+#define POLICY_CERT_NAME_MAX 64
 /* A uid/gid selector whose id is not known yet (named, not resolved); (uid_t) -1 is never an id. */
 #define POLICY_ID_UNSET UINT32_MAX
 
@@ -72,6 +75,7 @@ typedef struct PolicyRule {
         char *path;
         uint8_t sha256[SHA256_DIGEST_LEN];
         PolicyEndpoint endpoint;
+        char *cert;             /* remote certificate name (POLICY_SEL_CERT) */
         char *comment;          /* may be NULL */
 } PolicyRule;
 
@@ -103,6 +107,9 @@ bool policy_rule_equal(const PolicyRule *a, const PolicyRule *b) _pure_;
  */
 bool policy_name_is_valid(const char *name) _pure_;
 
+/* A remote certificate name: 1..POLICY_CERT_NAME_MAX bytes of [A-Za-z0-9._-]. */
+bool policy_cert_name_is_valid(const char *name) _pure_;
+
 /*
  * An absolute, normalised path shorter than POLICY_PATH_MAX: no empty, "."
  * or ".." segment (so no "//", "/./", "/../"), no trailing '/', printable
@@ -123,7 +130,8 @@ bool policy_rule_is_resolved(const PolicyRule *rule) _pure_;
  * "user"/"group" (not policy_name_is_valid(), or a name without its
  * selector bit), "uid"/"gid" (selector with neither a name nor an id),
  * "path" (invalid, or present without POLICY_SEL_PATH or vice versa),
- * "endpoint", "comment". A rule that names a user but whose uid is still
+ * "endpoint", "cert" (not policy_cert_name_is_valid(), or present without
+ * POLICY_SEL_CERT or vice versa), "comment". A rule that names a user but whose uid is still
  * POLICY_ID_UNSET is valid (not yet resolved); a snapshot refuses it.
  */
 int policy_rule_validate(const PolicyRule *rule, const char **ret_field);
@@ -173,6 +181,8 @@ typedef struct PolicyQuery {
         const char *exe_path;           /* NULL if unknown: a path selector never matches */
         const uint8_t *exe_sha256;      /* NULL if unknown: a sha256 selector never matches */
         PolicyEndpoint endpoint;
+        const char *cert_name;          /* remote certificate name (TCP endpoint); NULL for local
+                                         * peers: a cert selector never matches */
 } PolicyQuery;
 
 typedef enum PolicyReason {

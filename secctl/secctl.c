@@ -25,6 +25,7 @@ const CtlOption ctl_options[] = {
         { "sha256",    0,   CTL_OPT_SHA256,    "HASH", "Selector: the executable's SHA-256, 64 hexadecimal characters" },
         { "binary",    0,   CTL_OPT_BINARY,    "FILE", "Selector: hash FILE and use its hash and absolute path" },
         { "endpoint",  0,   CTL_OPT_ENDPOINT,  "NAME", "Selector: data, tcp, enroll or control" },
+        { "cert",      0,   CTL_OPT_CERT,      "NAME", "Selector: the remote certificate NAME (tcp clients, see 'cert issue')" },
         { "comment",   0,   CTL_OPT_COMMENT,   "TEXT", "policy allow/deny: a comment stored with the rule" },
         { "follow",    0,   CTL_OPT_FOLLOW,    NULL,   "audit: keep printing new entries until interrupted" },
         { "limit",     0,   CTL_OPT_LIMIT,     "N",    "audit: show the newest N entries (1-1000, default 20)" },
@@ -189,6 +190,21 @@ int ctl_parse_sha256(const char *s, char ret[SHA256_HEX_LEN + 1]) {
         return 0;
 }
 
+bool ctl_cert_name_valid(const char *s) {
+        size_t len;
+
+        if (isempty(s))
+                return false;
+        len = strnlen(s, CTL_CERT_NAME_MAX + 1);
+        if (len > CTL_CERT_NAME_MAX)
+                return false;
+        for (size_t i = 0; i < len; i++)
+                if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+                      (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
+                        return false;
+        return true;
+}
+
 bool ctl_endpoint_valid(const char *s) {
         return streq_ptr(s, "data") || streq_ptr(s, "tcp") || streq_ptr(s, "enroll") ||
                streq_ptr(s, "control");
@@ -296,6 +312,12 @@ static int parse_option_value(CtlContext *ctx, const CtlOption *o, const char *a
                 if (!ctl_endpoint_valid(arg))
                         return usage_error("Invalid --endpoint '%s': expected data, tcp, enroll or control.", arg);
                 sel->endpoint = arg;
+                return 0;
+        case CTL_OPT_CERT:
+                if (!ctl_cert_name_valid(arg))
+                        return usage_error("Invalid --cert '%s': expected a certificate name of 1 to %d "
+                                           "characters A-Z a-z 0-9 . _ -.", arg, CTL_CERT_NAME_MAX);
+                sel->cert = arg;
                 return 0;
         case CTL_OPT_COMMENT: {
                 size_t len = strnlen(arg, CTL_COMMENT_MAX + 1);

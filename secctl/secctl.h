@@ -36,6 +36,7 @@ typedef enum CtlExit {
 #define CTL_PATH_MAX 4096
 #define CTL_NAME_MAX 256     /* user or group name */
 #define CTL_COMMENT_MAX 1024
+#define CTL_CERT_NAME_MAX 64 /* remote certificate name, [A-Za-z0-9._-] */
 #define CTL_AUDIT_LIMIT_MAX 1000
 #define CTL_RULE_ID_MAX ((uint64_t) INT64_MAX)
 #define CTL_IMPORT_MAX (UINT64_C(16) << 20)
@@ -59,6 +60,7 @@ typedef enum CtlOptionId {
         CTL_OPT_SHA256,
         CTL_OPT_BINARY,
         CTL_OPT_ENDPOINT,
+        CTL_OPT_CERT,
         CTL_OPT_COMMENT,
         CTL_OPT_FOLLOW,
         CTL_OPT_LIMIT,
@@ -72,7 +74,7 @@ typedef enum CtlOptionId {
 #define CTL_OPTS_QUERY                                                                         \
         (CTL_OPT(CTL_OPT_USER) | CTL_OPT(CTL_OPT_UID) | CTL_OPT(CTL_OPT_GROUP) |                 \
          CTL_OPT(CTL_OPT_GID) | CTL_OPT(CTL_OPT_PATH) | CTL_OPT(CTL_OPT_SHA256) |                \
-         CTL_OPT(CTL_OPT_BINARY) | CTL_OPT(CTL_OPT_ENDPOINT))
+         CTL_OPT(CTL_OPT_BINARY) | CTL_OPT(CTL_OPT_ENDPOINT) | CTL_OPT(CTL_OPT_CERT))
 #define CTL_OPTS_RULE (CTL_OPTS_QUERY | CTL_OPT(CTL_OPT_COMMENT))
 
 typedef struct CtlOption {
@@ -97,6 +99,7 @@ typedef struct CtlSelectors {
         char sha256[SHA256_HEX_LEN + 1]; /* lower case; "" if none */
         const char *binary;          /* as given */
         const char *endpoint;
+        const char *cert;            /* remote certificate name */
         const char *comment;
         char *binary_path;           /* owned: absolute, normalised --binary path */
 } CtlSelectors;
@@ -173,6 +176,8 @@ int ctl_validate_path(const char *s);
 int ctl_validate_name(const char *s);
 int ctl_parse_sha256(const char *s, char ret[SHA256_HEX_LEN + 1]);
 bool ctl_endpoint_valid(const char *s);
+/* A remote certificate name: 1..CTL_CERT_NAME_MAX bytes of [A-Za-z0-9._-]. */
+bool ctl_cert_name_valid(const char *s);
 
 /* output.c: talking to secd, errors, JSON */
 

@@ -103,6 +103,8 @@ int ctl_policy_add_params(const CtlSelectors *sel, const char *action, json_obje
         if (r >= 0)
                 r = add_string(rule, "endpoint", sel->endpoint);
         if (r >= 0)
+                r = add_string(rule, "cert", sel->cert);
+        if (r >= 0)
                 r = add_string(rule, "comment", sel->comment);
         if (r >= 0)
                 r = add_object(params, "rule", &rule);
@@ -130,7 +132,7 @@ static int policy_add(CtlContext *ctx, const char *action) {
 
         if (!(ctx->seen & selectors)) {
                 log_error("'policy %s' needs at least one selector: --user, --uid, --group, --gid, --path, "
-                          "--sha256, --binary or --endpoint.", action);
+                          "--sha256, --binary, --endpoint or --cert.", action);
                 return CTL_EXIT_USAGE;
         }
         r = check_binary_conflicts(ctx);
@@ -190,7 +192,7 @@ static int format_id_name(json_object *rule, const char *name_key, const char *i
 
 int ctl_policy_rules_table(json_object *rules, bool full, CtlTable **ret) {
         static const char *const headers[] = {
-                "ID", "ACTION", "USER/UID", "GROUP/GID", "PATH", "SHA256", "ENDPOINT", "COMMENT",
+                "ID", "ACTION", "USER/UID", "GROUP/GID", "PATH", "SHA256", "ENDPOINT", "CERT", "COMMENT",
         };
         _cleanup_(ctl_table_freep) CtlTable *t = NULL;
         size_t n;
@@ -205,7 +207,8 @@ int ctl_policy_rules_table(json_object *rules, bool full, CtlTable **ret) {
         n = json_object_array_length(rules);
         for (size_t i = 0; i < n; i++) {
                 json_object *rule = json_object_array_get_idx(rules, i);
-                const char *action = NULL, *path = NULL, *sha256 = NULL, *endpoint = NULL, *comment = NULL;
+                const char *action = NULL, *path = NULL, *sha256 = NULL, *endpoint = NULL, *cert = NULL,
+                           *comment = NULL;
                 char id[32], user[CTL_NAME_MAX + 32], group[CTL_NAME_MAX + 32], hash[SHA256_HEX_LEN + 8];
                 int64_t v;
                 bool has_id;
@@ -216,6 +219,7 @@ int ctl_policy_rules_table(json_object *rules, bool full, CtlTable **ret) {
                     ctl_json_get_string_opt(rule, "path", &path) < 0 ||
                     ctl_json_get_string_opt(rule, "sha256", &sha256) < 0 ||
                     ctl_json_get_string_opt(rule, "endpoint", &endpoint) < 0 ||
+                    ctl_json_get_string_opt(rule, "cert", &cert) < 0 ||
                     ctl_json_get_string_opt(rule, "comment", &comment) < 0 ||
                     format_id_name(rule, "user", "uid", user, sizeof user) < 0 ||
                     format_id_name(rule, "group", "gid", group, sizeof group) < 0)
@@ -233,7 +237,7 @@ int ctl_policy_rules_table(json_object *rules, bool full, CtlTable **ret) {
                         (void) snprintf(hash, sizeof hash, "%.*s…", SHA256_SHORT_LEN, sha256);
 
                 r = ctl_table_add_row(t, (const char *const[]) {
-                        id, action, user, group, path, hash, endpoint, comment,
+                        id, action, user, group, path, hash, endpoint, cert, comment,
                 });
                 if (r < 0)
                         return r;
@@ -461,6 +465,8 @@ int ctl_policy_test_params(const CtlSelectors *sel, uint64_t seen, json_object *
                 r = add_string(params, "sha256", sel->sha256);
         if (r >= 0)
                 r = add_string(params, "endpoint", sel->endpoint);
+        if (r >= 0)
+                r = add_string(params, "cert", sel->cert);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(params);
@@ -485,7 +491,7 @@ static void describe_append(FILE *f, const char *key, const char *value, bool qu
 }
 
 int ctl_policy_rule_describe(json_object *rule, char **ret) {
-        static const char *const string_keys[] = { "user", "group", "path", "sha256", "endpoint" };
+        static const char *const string_keys[] = { "user", "group", "path", "sha256", "endpoint", "cert" };
         _cleanup_free_ char *buf = NULL;
         _cleanup_fclose_ FILE *f = NULL;
         const char *action = NULL, *s, *comment = NULL;

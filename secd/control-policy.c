@@ -395,7 +395,7 @@ int control_policy_test(ControlConnection *c, const VarlinkCall *call) {
         Manager *m = c->manager;
         uint32_t uid = 0, gid = POLICY_ID_UNSET;
         json_object *gids_json = NULL;
-        const char *path = NULL, *sha256_s = NULL, *endpoint_s = NULL;
+        const char *path = NULL, *sha256_s = NULL, *endpoint_s = NULL, *cert = NULL;
         const VarlinkField fields[] = {
                 { "uid", VARLINK_FIELD_UINT32, VARLINK_FIELD_REQUIRED, &uid },
                 { "gid", VARLINK_FIELD_UINT32, 0, &gid },
@@ -403,6 +403,7 @@ int control_policy_test(ControlConnection *c, const VarlinkCall *call) {
                 { "path", VARLINK_FIELD_STRING, 0, &path },
                 { "sha256", VARLINK_FIELD_STRING, 0, &sha256_s },
                 { "endpoint", VARLINK_FIELD_STRING, 0, &endpoint_s },
+                { "cert", VARLINK_FIELD_STRING, 0, &cert },
                 {},
         };
         _cleanup_(policy_snapshot_unrefp) PolicySnapshot *snapshot = NULL;
@@ -438,6 +439,8 @@ int control_policy_test(ControlConnection *c, const VarlinkCall *call) {
         }
         if (path && (path[0] != '/' || strlen(path) >= POLICY_PATH_MAX))
                 return control_error_invalid_parameter(c, "path");
+        if (cert && !policy_cert_name_is_valid(cert))
+                return control_error_invalid_parameter(c, "cert");
 
         if (gids_json) {
                 size_t n = json_object_array_length(gids_json);
@@ -533,6 +536,7 @@ int control_policy_test(ControlConnection *c, const VarlinkCall *call) {
                 .exe_path = real,
                 .exe_sha256 = have_sha256 ? sha256 : NULL,
                 .endpoint = endpoint,
+                .cert_name = cert,
         };
         policy_evaluate(snapshot, &q, &v);
 

@@ -168,6 +168,8 @@ static void assert_rule_equal(const PolicyRule *a, const PolicyRule *b) {
                 assert_memory_equal(a->sha256, b->sha256, SHA256_DIGEST_LEN);
         if (a->selectors & POLICY_SEL_ENDPOINT)
                 assert_int_equal(a->endpoint, b->endpoint);
+        if (a->selectors & POLICY_SEL_CERT)
+                assert_string_equal(a->cert, b->cert);
         assert_true(streq_ptr(a->comment, b->comment));
 }
 
@@ -464,28 +466,30 @@ static void test_migration_failure_keeps_version(void **state) {
         Fixture *f = *state;
         const DbMigration good[] = {
                 db_migrations[0],
-                { 2, "add a table", "CREATE TABLE extra(x INTEGER) STRICT;" },
+                db_migrations[1],
+                { 3, "add a table", "CREATE TABLE extra(x INTEGER) STRICT;" },
         };
         const DbMigration bad[] = {
                 db_migrations[0],
-                { 2, "half-broken step", "CREATE TABLE extra(x INTEGER) STRICT; INSERT INTO no_such_table VALUES (1);" },
+                db_migrations[1],
+                { 3, "half-broken step", "CREATE TABLE extra(x INTEGER) STRICT; INSERT INTO no_such_table VALUES (1);" },
         };
         PolicyRule r = rule_uid(POLICY_ACTION_ALLOW, 42);
         Db *db = NULL;
         int version;
 
-        assert_int_equal(db_open_with_migrations(f->path, DB_OPEN_CREATE, db_migrations, 1, &db), 0);
+        assert_int_equal(db_open_with_migrations(f->path, DB_OPEN_CREATE, db_migrations, 2, &db), 0);
         assert_int_equal(db_rule_insert(db, &r, NULL), 0);
         db_close(db);
 
         db = NULL;
         assert_true(db_open_with_migrations(f->path, 0, bad, ELEMENTSOF(bad), &db) < 0);
         assert_null(db);
-        assert_non_null(strstr(db_last_error(NULL), "migration 2"));
+        assert_non_null(strstr(db_last_error(NULL), "migration 3"));
         assert_non_null(strstr(db_last_error(NULL), "no_such_table"));
 
-        /* Version 1 intact, the half-done step gone, data kept. */
-        assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 1);
+        /* Version 2 intact, the half-done step gone, data kept. */
+        assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 2);
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_schema WHERE name = 'extra'"), 0);
         assert_int_equal(db_open(f->path, 0, &db), 0);
         assert_int_equal(rule_count(db), 1);
@@ -494,7 +498,7 @@ static void test_migration_failure_keeps_version(void **state) {
         /* The step fixed: it applies, and older code then refuses the newer store. */
         assert_int_equal(db_open_with_migrations(f->path, 0, good, ELEMENTSOF(good), &db), 0);
         assert_int_equal(db_schema_version(db, &version), 0);
-        assert_int_equal(version, 2);
+        assert_int_equal(version, 3);
         assert_int_equal(rule_count(db), 1);
         db_close(db);
         db = NULL;
@@ -502,7 +506,7 @@ static void test_migration_failure_keeps_version(void **state) {
         assert_null(db);
 
         /* Migration lists must be numbered 1..n. */
-        assert_int_equal(db_open_with_migrations(f->path, 0, good + 1, 1, &db), -EINVAL);
+        assert_int_equal(db_open_with_migrations(f->path, 0, good + 2, 1, &db), -EINVAL);
 }
 
 static void test_migration_conflicting_table(void **state) {
@@ -520,6 +524,69 @@ static void test_migration_conflicting_table(void **state) {
         assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 0);
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM audit WHERE x = 'keep me'"), 1);
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_schema WHERE name IN ('rules', 'settings')"), 0);
+}
+
+/* Migration 2 rebuilds the rules table: a store with rules made at version 1 keeps them, ids included. */
+static void test_migration_2_cert_selector(void **state) {
+        Fixture *f = *state;
+        PolicyRule *rules = NULL;
+        PolicyRule cert_rule = {
+                .action = POLICY_ACTION_ALLOW,
+                .selectors = POLICY_SEL_CERT | POLICY_SEL_ENDPOINT,
+                .endpoint = POLICY_ENDPOINT_TCP,
+                .cert = (char *) "backup-host.example_1",
+        };
+        PolicyRule r1 = rule_uid(POLICY_ACTION_ALLOW, 1000), r2 = rule_uid(POLICY_ACTION_DENY, 666);
+        int64_t id1, id2, id3, id4;
+        size_t n;
+        Db *db = NULL;
+
+        /* A version-1 store with three rules, the last deleted (its id must stay retired). */
+        assert_int_equal(db_open_with_migrations(f->path, DB_OPEN_CREATE, db_migrations, 1, &db), 0);
+        db_close(db);
+        db = NULL;
+        raw_exec(f->path,
+                 "INSERT INTO rules(action, uid, created_usec) VALUES ('allow', 1000, 6);"
+                 "INSERT INTO rules(action, uid, comment, created_usec) VALUES ('deny', 666, 'second', 7);"
+                 "INSERT INTO rules(action, path, created_usec) VALUES ('allow', '/usr/bin/gone', 8);"
+                 "DELETE FROM rules WHERE path = '/usr/bin/gone';");
+        assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 1);
+        assert_int_equal(raw_int(f->path, "SELECT seq FROM sqlite_sequence WHERE name = 'rules'"), 3);
+        id1 = raw_int(f->path, "SELECT id FROM rules WHERE uid = 1000");
+        id2 = raw_int(f->path, "SELECT id FROM rules WHERE uid = 666");
+
+        /* Opening migrates; the rules come back as they were. */
+        assert_int_equal(db_open(f->path, 0, &db), 0);
+        assert_int_equal(db_rules_load(db, &rules, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(rules[0].id, id1);
+        assert_rule_equal(&rules[0], &r1);
+        assert_int_equal(rules[1].id, id2);
+        r2.comment = (char *) "second";
+        assert_rule_equal(&rules[1], &r2);
+        assert_null(rules[1].cert);
+        policy_rules_free(rules, n);
+        rules = NULL;
+
+        /* AUTOINCREMENT survived: the deleted rule's id is not reused. */
+        assert_int_equal(db_rule_insert(db, &cert_rule, &id3), 0);
+        assert_int_equal(id3, 4);
+        assert_int_equal(db_rules_load(db, &rules, &n), 0);
+        assert_int_equal(n, 3);
+        assert_int_equal(rules[2].id, id3);
+        assert_rule_equal(&rules[2], &cert_rule);
+        assert_string_equal(rules[2].cert, "backup-host.example_1");
+        policy_rules_free(rules, n);
+
+        /* A cert-only rule is enough of a selector; a bad name is refused by the schema too. */
+        cert_rule.selectors = POLICY_SEL_CERT;
+        assert_int_equal(db_rule_insert(db, &cert_rule, &id4), 0);
+        assert_int_equal(sqlite3_exec(db->sqlite, "INSERT INTO rules(action, cert, created_usec) VALUES ('allow', 'a/b', 0)",
+                                      NULL, NULL, NULL) & 0xff, SQLITE_CONSTRAINT);
+        assert_int_equal(handle_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'rules_new'"), 0);
+        assert_int_equal(handle_int(db, "PRAGMA user_version"), 2);
+        db_close(db);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check <> 'ok'"), 0);
 }
 
 /* ---- transactions and concurrency ---- */
@@ -740,12 +807,15 @@ static void test_rule_roundtrip(void **state) {
                 { .action = POLICY_ACTION_ALLOW, .selectors = _POLICY_SEL_ALL,
                   .uid = 1000, .user = (char *) "alice", .gid = 1000, .group = (char *) "alice",
                   .path = (char *) "/opt/app/bin/app", .sha256 = { [0 ... 31] = 0xab },
-                  .endpoint = POLICY_ENDPOINT_ENROLL, .comment = (char *) "everything" },
+                  .endpoint = POLICY_ENDPOINT_ENROLL, .cert = (char *) "everything-1",
+                  .comment = (char *) "everything" },
+                { .action = POLICY_ACTION_DENY, .selectors = POLICY_SEL_CERT, .cert = (char *) "A.b_c-9" },
         };
         /* Values of unset selectors are not stored. */
         PolicyRule partial = {
                 .action = POLICY_ACTION_ALLOW, .selectors = POLICY_SEL_GID, .gid = 7,
                 .uid = 5, .user = (char *) "ignored", .path = (char *) "/ignored", .sha256 = { 1 },
+                .cert = (char *) "ignored",
                 .endpoint = POLICY_ENDPOINT_TCP,
         };
         PolicyRule *loaded = NULL;
@@ -856,6 +926,10 @@ static void test_schema_checks_direct(void **state) {
                 "INSERT INTO rules(action, sha256, created_usec) VALUES ('allow', zeroblob(31), 0)",
                 "INSERT INTO rules(action, user_name, path, created_usec) VALUES ('allow', 'alice', '/x', 0)",
                 "INSERT INTO rules(action, endpoint, created_usec) VALUES ('allow', 'smtp', 0)",
+                "INSERT INTO rules(action, cert, created_usec) VALUES ('allow', '', 0)",
+                "INSERT INTO rules(action, cert, created_usec) VALUES ('allow', 'a b', 0)",
+                "INSERT INTO rules(action, cert, created_usec) VALUES ('allow', 'secd://remote/x', 0)",
+                "INSERT INTO rules(action, cert, created_usec) VALUES ('allow', printf('%.65c', 'a'), 0)",
                 "INSERT INTO settings(key, value) VALUES ('policy.generation', 'x1')",
                 "UPDATE settings SET value = 'lenient' WHERE key = 'policy.mode'",
                 "INSERT INTO audit(time_usec, kind, message) VALUES (-1, 'k', 'm')",
@@ -1063,6 +1137,7 @@ int main(void) {
                 T(test_empty_file),
                 T(test_migration_failure_keeps_version),
                 T(test_migration_conflicting_table),
+                T(test_migration_2_cert_selector),
                 T(test_reader_during_write),
                 T(test_rollback_changes_nothing),
                 T(test_nested_failure_undoes_only_itself),

@@ -60,6 +60,7 @@ static void test_rule_json_roundtrip(void **state) {
                 .gid = 50, .group = strdup("staff"),
                 .path = strdup("/usr/bin/app"),
                 .endpoint = POLICY_ENDPOINT_ENROLL,
+                .cert = strdup("backup-1.example"),
                 .comment = strdup("say \"hi\" \\ caf\xc3\xa9\ttab"),
         }, back = {};
         json_object *o = NULL, *v;
@@ -73,6 +74,8 @@ static void test_rule_json_roundtrip(void **state) {
         assert_string_equal(json_object_get_string(v), HASH_A);
         assert_true(json_object_object_get_ex(o, "endpoint", &v));
         assert_string_equal(json_object_get_string(v), "enroll");
+        assert_true(json_object_object_get_ex(o, "cert", &v));
+        assert_string_equal(json_object_get_string(v), "backup-1.example");
 
         /* "id" only where the caller allows it. */
         assert_int_equal(policy_rule_from_json(o, false, NULL, &back, &error), -EINVAL);
@@ -235,6 +238,14 @@ static void test_import_rejects_rules(void **state) {
                 { "{\"action\":true,\"uid\":1}", "rules[0].action: expected a string" },
                 { "{\"uid\":1}", "rules[0].action: missing" },
                 { "{\"action\":\"allow\",\"endpoint\":\"ssh\"}", "rules[0].endpoint: expected" },
+                /* cert */
+                { "{\"action\":\"allow\",\"cert\":\"\"}", "rules[0].cert: expected a certificate name" },
+                { "{\"action\":\"allow\",\"cert\":\"a b\"}", "rules[0].cert: expected a certificate name" },
+                { "{\"action\":\"allow\",\"cert\":\"secd://remote/x\"}", "rules[0].cert: expected a certificate name" },
+                { "{\"action\":\"allow\",\"cert\":\"caf\u00e9\"}", "rules[0].cert: expected a certificate name" },
+                { "{\"action\":\"allow\",\"cert\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}", "rules[0].cert" },
+                { "{\"action\":\"allow\",\"cert\":7}", "rules[0].cert: expected a string" },
+                { "{\"action\":\"allow\",\"cert\":null}", "rules[0].cert" },
                 { "{\"action\":\"allow\",\"uid\":1,\"comment\":\"\\u001b[31mred\"}", "rules[0].comment: expected printable" },
                 { "{\"action\":\"allow\",\"uid\":1,\"comment\":\"a\\nb\"}", "rules[0].comment" },
                 { "{\"action\":\"allow\",\"uid\":1,\"comment\":7}", "rules[0].comment: expected a string" },

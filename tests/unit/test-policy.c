@@ -95,6 +95,7 @@ static void test_validate_accepts(void **state) {
                 .gid = 50, .group = (char *) "machine$",
                 .path = (char *) "/usr/lib/app/bin.d/a..b/.hidden",
                 .endpoint = POLICY_ENDPOINT_CONTROL,
+                .cert = (char *) "Backup_1.example-host",
                 .comment = (char *) "caf\xc3\xa9\tstaged upgrade",
         };
         const char *field = "untouched";
@@ -188,6 +189,28 @@ static void test_validate_rejects(void **state) {
         r.endpoint = -1;
         assert_invalid_field(&r, "endpoint");
 
+        /* Certificate names. */
+        char long_cert[POLICY_CERT_NAME_MAX + 2];
+        memset(long_cert, 'n', sizeof long_cert - 1);
+        long_cert[sizeof long_cert - 1] = '\0'; /* 65 bytes: one too many */
+        const char *bad_certs[] = { "", "a b", "a/b", "secd://remote/x", "a:b", "a@b", "caf\xc3\xa9", "a\nb",
+                                    long_cert };
+        for (size_t i = 0; i < ELEMENTSOF(bad_certs); i++) {
+                r = (PolicyRule) { .action = POLICY_ACTION_ALLOW, .selectors = POLICY_SEL_CERT,
+                                   .cert = (char *) bad_certs[i] };
+                assert_invalid_field(&r, "cert");
+                assert_false(policy_cert_name_is_valid(bad_certs[i]));
+        }
+        assert_false(policy_cert_name_is_valid(NULL));
+        long_cert[POLICY_CERT_NAME_MAX] = '\0'; /* exactly 64: fine */
+        assert_true(policy_cert_name_is_valid(long_cert));
+        assert_true(policy_cert_name_is_valid("-"));
+        assert_true(policy_cert_name_is_valid("..")); /* a name, never a path */
+        r = (PolicyRule) { .action = POLICY_ACTION_ALLOW, .selectors = POLICY_SEL_CERT };
+        assert_invalid_field(&r, "cert");
+        r = good, r.cert = (char *) "host-1"; /* cert without its selector bit */
+        assert_invalid_field(&r, "cert");
+
         /* Comments. */
         memset(long_comment, 'c', sizeof long_comment - 1);
         long_comment[sizeof long_comment - 1] = '\0';
@@ -223,6 +246,17 @@ static void test_copy_equal(void **state) {
         c.comment = strdup("hello");
         c.gid = 12345;
         assert_true(policy_rule_equal(&a, &c));
+        /* The cert selector is copied and compared. */
+        a.selectors |= POLICY_SEL_CERT;
+        a.cert = strdup("host-1");
+        assert_false(policy_rule_equal(&a, &c));
+        policy_rule_done(&c);
+        assert_int_equal(policy_rule_copy(&a, &c), 0);
+        assert_ptr_not_equal(a.cert, c.cert);
+        assert_true(policy_rule_equal(&a, &c));
+        free(c.cert);
+        c.cert = strdup("host-2");
+        assert_false(policy_rule_equal(&a, &c));
 
         policy_rule_done(&a);
         policy_rule_done(&b);
@@ -519,6 +553,77 @@ static void test_endpoint_selector(void **state) {
         assert_int_equal(v.reason, POLICY_REASON_DENY_RULE);
 }
 
+static PolicyRule rule_cert(PolicyAction action, int64_t id, const char *name) {
+        PolicyRule r = { .id = id, .action = action, .selectors = POLICY_SEL_CERT, .cert = strdup(name) };
+
+        assert_non_null(r.cert);
+        return r;
+}
+
+static void test_cert_selector(void **state) {
+        PolicyRule rules[] = {
+                rule_cert(POLICY_ACTION_ALLOW, 1, "backup-1"),
+                rule_cert(POLICY_ACTION_DENY, 2, "stolen"),
+                rule_cert(POLICY_ACTION_ALLOW, 3, "tcp-only"),
+                rule_uid(POLICY_ACTION_ALLOW, 4, 1000),
+        };
+        rules[2].selectors |= POLICY_SEL_ENDPOINT;
+        rules[2].endpoint = POLICY_ENDPOINT_TCP;
+        _cleanup_(policy_snapshot_unrefp) PolicySnapshot *s = snapshot_of(rules, 4, 1, POLICY_MODE_ENFORCE);
+        PolicyQuery q = query_default();
+        PolicyVerdict v;
+        /* Same length and different bytes: only strcmp() tells them apart, whatever the digest says. */
+        char name[] = "backup-1";
+
+        q.uid = 2000;
+        q.endpoint = POLICY_ENDPOINT_TCP;
+
+        /* Local peers (no cert name) never match a cert selector. */
+        q.cert_name = NULL;
+        policy_evaluate(s, &q, &v);
+        assert_false(v.allow);
+        assert_int_equal(v.reason, POLICY_REASON_NO_MATCH);
+
+        q.cert_name = name;
+        policy_evaluate(s, &q, &v);
+        assert_true(v.allow);
+        assert_int_equal(v.rule->id, 1);
+
+        name[7] = '2';
+        policy_evaluate(s, &q, &v);
+        assert_int_equal(v.reason, POLICY_REASON_NO_MATCH);
+        q.cert_name = "backup-10";
+        policy_evaluate(s, &q, &v);
+        assert_int_equal(v.reason, POLICY_REASON_NO_MATCH);
+        q.cert_name = "Backup-1";       /* case matters */
+        policy_evaluate(s, &q, &v);
+        assert_int_equal(v.reason, POLICY_REASON_NO_MATCH);
+        q.cert_name = "";
+        policy_evaluate(s, &q, &v);
+        assert_int_equal(v.reason, POLICY_REASON_NO_MATCH);
+
+        q.cert_name = "stolen";
+        policy_evaluate(s, &q, &v);
+        assert_false(v.allow);
+        assert_int_equal(v.reason, POLICY_REASON_DENY_RULE);
+        assert_int_equal(v.rule->id, 2);
+
+        /* AND with the endpoint selector. */
+        q.cert_name = "tcp-only";
+        policy_evaluate(s, &q, &v);
+        assert_true(v.allow);
+        assert_int_equal(v.rule->id, 3);
+        q.endpoint = POLICY_ENDPOINT_DATA;
+        policy_evaluate(s, &q, &v);
+        assert_int_equal(v.reason, POLICY_REASON_NO_MATCH);
+
+        /* A cert name does not hide the other selectors: the uid rule still matches. */
+        q.uid = 1000;
+        policy_evaluate(s, &q, &v);
+        assert_true(v.allow);
+        assert_int_equal(v.rule->id, 4);
+}
+
 static void test_permissive(void **state) {
         PolicyRule rules[] = {
                 rule_uid(POLICY_ACTION_ALLOW, 1, 1000),
@@ -725,6 +830,7 @@ int main(void) {
                 cmocka_unit_test(test_path_selector),
                 cmocka_unit_test(test_supplementary_gid),
                 cmocka_unit_test(test_endpoint_selector),
+                cmocka_unit_test(test_cert_selector),
                 cmocka_unit_test(test_permissive),
                 cmocka_unit_test(test_lowest_id_decides),
                 cmocka_unit_test(test_invalid_query),

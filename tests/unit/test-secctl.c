@@ -205,6 +205,11 @@ static void test_option_parsing(void **state) {
         expect_usage(RUN("policy", "allow", "--path", "/usr//bin/x"), "Invalid --path");
         expect_usage(RUN("policy", "allow", "--path", "/usr/bin/"), "Invalid --path");
         expect_usage(RUN("policy", "allow", "--endpoint", "web"), "Invalid --endpoint 'web'");
+        expect_usage(RUN("policy", "allow", "--cert", "a/b"), "Invalid --cert 'a/b'");
+        expect_usage(RUN("policy", "deny", "--cert", ""), "Invalid --cert ''");
+        expect_usage(RUN("policy", "test", "--uid", "0", "--cert",
+                         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"), "Invalid --cert");
+        expect_usage(RUN("policy", "list", "--cert", "x"), "Option --cert does not apply to 'policy list'");
         expect_usage(RUN("policy", "allow", "--user", ""), "Invalid --user");
         expect_usage(RUN("policy", "allow", "--user", "a b"), "Invalid --user");
         expect_usage(RUN("policy", "allow", "--comment", "bell\a"), "Invalid --comment");
@@ -376,6 +381,7 @@ static void test_add_params(void **state) {
                 .path = "/usr/bin/app",
                 .sha256 = ABC_SHA256,
                 .endpoint = "data",
+                .cert = "backup-1",
                 .comment = "app \"for\" alice",
         };
         json_object *params = NULL, *rule;
@@ -386,7 +392,7 @@ static void test_add_params(void **state) {
         assert_string_equal(json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN),
                             "{\"rule\":{\"action\":\"allow\",\"user\":\"alice\",\"uid\":1000,\"group\":\"staff\","
                             "\"gid\":50,\"path\":\"\\/usr\\/bin\\/app\",\"sha256\":\"" ABC_SHA256 "\","
-                            "\"endpoint\":\"data\",\"comment\":\"app \\\"for\\\" alice\"}}");
+                            "\"endpoint\":\"data\",\"cert\":\"backup-1\",\"comment\":\"app \\\"for\\\" alice\"}}");
 
         /* Every key secctl sends is a field of io.secd.Policy's Rule type, and never "id". */
         rule_type = strstr(iface, "type Rule (");
@@ -412,10 +418,12 @@ static void test_add_params(void **state) {
         json_object_put(params);
 
         /* Policy.Test: uid required, then gid/path/sha256/endpoint as given. */
-        CtlSelectors test = { .uid = 1000, .has_uid = true, .sha256 = ABC_SHA256, .endpoint = "enroll" };
+        CtlSelectors test = { .uid = 1000, .has_uid = true, .sha256 = ABC_SHA256, .endpoint = "enroll",
+                              .cert = "host.example" };
         assert_int_equal(ctl_policy_test_params(&test, 0, &params), 0);
         assert_string_equal(json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN),
-                            "{\"uid\":1000,\"sha256\":\"" ABC_SHA256 "\",\"endpoint\":\"enroll\"}");
+                            "{\"uid\":1000,\"sha256\":\"" ABC_SHA256 "\",\"endpoint\":\"enroll\",\"cert\":\"host.example\"}");
+        assert_non_null(strstr(iface, "\n  cert: ?string\n) -> ("));
         assert_non_null(strstr(iface, "method Test(\n  uid: int,"));
         json_object_put(params);
         /* A uid without passwd entry: the given group only, no supplementary groups from NSS. */
@@ -483,7 +491,8 @@ static void test_rules_table(void **state) {
                 "{\"mode\":\"enforce\",\"generation\":4,\"rules\":["
                 "{\"id\":1,\"action\":\"allow\",\"user\":\"alice\",\"uid\":1000,\"sha256\":\"" ABC_SHA256 "\","
                 "\"comment\":\"app for alice\"},"
-                "{\"id\":12,\"action\":\"deny\",\"gid\":50,\"path\":\"/usr/bin/x\",\"endpoint\":\"tcp\"}]}");
+                "{\"id\":12,\"action\":\"deny\",\"gid\":50,\"path\":\"/usr/bin/x\",\"endpoint\":\"tcp\","
+                "\"cert\":\"backup-1\"}]}");
         json_object *rules;
         CtlTable *t = NULL;
         char *s;
@@ -493,9 +502,9 @@ static void test_rules_table(void **state) {
         assert_int_equal(ctl_policy_rules_table(rules, false, &t), 0);
         s = table_to_string(t, true);
         assert_string_equal(s,
-                            "ID  ACTION  USER/UID     GROUP/GID  PATH        SHA256         ENDPOINT  COMMENT\n"
-                            "1   allow   alice(1000)  -          -           ba7816bf8f01…  -         app for alice\n"
-                            "12  deny    -            50         /usr/bin/x  -              tcp       -\n");
+                            "ID  ACTION  USER/UID     GROUP/GID  PATH        SHA256         ENDPOINT  CERT      COMMENT\n"
+                            "1   allow   alice(1000)  -          -           ba7816bf8f01…  -         -         app for alice\n"
+                            "12  deny    -            50         /usr/bin/x  -              tcp       backup-1  -\n");
         free(s);
         ctl_table_free(t);
 
@@ -518,11 +527,11 @@ static void test_rules_table(void **state) {
 static void test_rule_describe(void **state) {
         json_object *rule = json_tokener_parse(
                 "{\"id\":3,\"action\":\"allow\",\"user\":\"alice\",\"uid\":1000,\"gid\":5,"
-                "\"sha256\":\"" ABC_SHA256 "\",\"comment\":\"say \\\"hi\\\"\"}");
+                "\"sha256\":\"" ABC_SHA256 "\",\"cert\":\"host-1\",\"comment\":\"say \\\"hi\\\"\"}");
         char *s = NULL;
 
         assert_int_equal(ctl_policy_rule_describe(rule, &s), 0);
-        assert_string_equal(s, "3 allow user=alice uid=1000 gid=5 sha256=" ABC_SHA256 " comment=\"say \\\"hi\\\"\"");
+        assert_string_equal(s, "3 allow user=alice uid=1000 gid=5 sha256=" ABC_SHA256 " cert=host-1 comment=\"say \\\"hi\\\"\"");
         free(s);
         json_object_put(rule);
 }
@@ -654,6 +663,10 @@ static void test_paths_and_names(void **state) {
         assert_int_equal(ctl_validate_name("alice"), 0);
         assert_int_equal(ctl_validate_name("-rf"), -EINVAL);
         assert_true(ctl_endpoint_valid("control"));
+        assert_true(ctl_cert_name_valid("backup-1.example_A"));
+        assert_false(ctl_cert_name_valid("a b"));
+        assert_false(ctl_cert_name_valid(""));
+        assert_false(ctl_cert_name_valid(NULL));
         assert_false(ctl_endpoint_valid("Data"));
         assert_false(ctl_endpoint_valid(NULL));
 }
