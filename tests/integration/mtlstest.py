@@ -1,0 +1,453 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""Helpers for the mTLS integration tests (issue 4): frames, TLS clients,
+enrollment from Python, certificates made by hand, and the C test client.
+
+Frames (docs/protocol.md, common/frame.h): magic 'SD', version 1, type,
+request id (u32 BE), payload length (u32 BE), payload. PING 0x01 -> PONG
+0x81 with the same id and payload; ERROR 0xFF carries a u16 BE code and a
+UTF-8 message.
+
+TLS 1.3 clients report a finished handshake before the server has judged
+their certificate, so every check here ends in a PING round trip.
+"""
+
+import datetime
+import glob
+import json
+import os
+import random
+import re
+import select
+import socket
+import ssl
+import struct
+import subprocess
+
+from secdtest import Deadline, RawVarlink, TIMEOUT, VarlinkError, base_env, die_with_parent
+
+try:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    HAVE_CRYPTOGRAPHY = True
+except ImportError:  # pragma: no cover
+    HAVE_CRYPTOGRAPHY = False
+
+TEST_CLIENT = os.environ.get("SECD_TEST_CLIENT", "")
+TEST_CLIENT_MARKER = b"SECD-TEST-CLIENT-MARKER-0123456789abcdef"
+PYTHON_EXE = os.path.realpath("/usr/bin/python3")
+
+FRAME_HEADER = 12
+PING = 0x01
+PONG = 0x81
+ERROR = 0xFF
+ERR_BAD_FRAME = 1
+ERR_UNKNOWN_TYPE = 2
+ERR_TOO_LARGE = 3
+ERR_BAD_PAYLOAD = 4
+ERR_NOT_ADMITTED = 5
+ERR_CERT_REVOKED = 6
+ERR_CERT_EXPIRED = 7
+PAYLOAD_MAX_DEFAULT = 1 << 20
+PAYLOAD_MAX_HARD = 16 << 20
+
+
+def frame(ftype, request_id, payload=b"", magic=b"SD", version=1, length=None):
+    if length is None:
+        length = len(payload)
+    return magic + bytes([version, ftype]) + struct.pack(">II", request_id, length) + payload
+
+
+class Outcome:
+    """What came back for a request: a frame, EOF, a reset or a TLS alert."""
+
+    def __init__(self, kind, ftype=None, request_id=None, payload=b"", detail=""):
+        self.kind = kind          # "frame", "eof", "reset", "tls-error", "timeout"
+        self.type = ftype
+        self.request_id = request_id
+        self.payload = payload
+        self.detail = detail
+
+    @property
+    def error_code(self):
+        if self.kind == "frame" and self.type == ERROR and len(self.payload) >= 2:
+            return struct.unpack(">H", self.payload[:2])[0]
+        return None
+
+    @property
+    def error_message(self):
+        return self.payload[2:].decode("utf-8", "replace") if self.error_code is not None else None
+
+    def is_pong(self, request_id, payload):
+        return (self.kind, self.type, self.request_id, self.payload) == ("frame", PONG, request_id,
+                                                                           payload)
+
+    def refused(self):
+        """A refusal: ERROR frame, EOF, reset or TLS alert; never a PONG, never silence."""
+        return self.kind in ("eof", "reset", "tls-error") or (self.kind == "frame" and self.type == ERROR)
+
+    def __repr__(self):
+        if self.kind == "frame":
+            extra = (f" code={self.error_code} {self.error_message!r}" if self.error_code is not None
+                     else f" payload={self.payload[:64]!r}")
+            return f"<frame type=0x{self.type:02x} id={self.request_id}{extra}>"
+        return f"<{self.kind} {self.detail}>"
+
+
+def recv_some(sock, deadline, n=65536):
+    """One recv before deadline: bytes (b"" at EOF); raises TimeoutError."""
+    sock.settimeout(max(deadline.remaining(), 0.001))
+    try:
+        return sock.recv(n)
+    except socket.timeout:
+        raise TimeoutError from None
+
+
+class FrameConn:
+    """Frames over a connected socket (TLS or not) with bounded reads."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = b""
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def read_frame(self, timeout=None):
+        d = Deadline(timeout)
+        try:
+            while True:
+                if len(self.buf) >= FRAME_HEADER:
+                    length = struct.unpack(">I", self.buf[8:12])[0]
+                    if len(self.buf) >= FRAME_HEADER + length:
+                        f = self.buf[:FRAME_HEADER + length]
+                        self.buf = self.buf[FRAME_HEADER + length:]
+                        if f[:3] != b"SD\x01":
+                            return Outcome("frame", f[3], None, f, detail="bad magic from secd")
+                        return Outcome("frame", f[3], struct.unpack(">I", f[4:8])[0], f[12:])
+                chunk = recv_some(self.sock, d)
+                if not chunk:
+                    return Outcome("eof", detail=f"after {len(self.buf)} stray bytes")
+                self.buf += chunk
+        except TimeoutError:
+            return Outcome("timeout", detail=f"no frame in {TIMEOUT if timeout is None else timeout:g}s")
+        except (ConnectionResetError, BrokenPipeError) as e:
+            return Outcome("reset", detail=str(e))
+        except ssl.SSLError as e:
+            return Outcome("tls-error", detail=str(e))
+
+    def request(self, ftype, request_id, payload=b"", timeout=None, raw=None):
+        try:
+            self.send(raw if raw is not None else frame(ftype, request_id, payload))
+        except (ConnectionResetError, BrokenPipeError) as e:
+            return Outcome("reset", detail=f"on send: {e}")
+        except ssl.SSLError as e:
+            return Outcome("tls-error", detail=f"on send: {e}")
+        return self.read_frame(timeout)
+
+    def ping(self, request_id=1, payload=b"secd-it", timeout=None):
+        return self.request(PING, request_id, payload, timeout)
+
+    def closed_by_peer(self, timeout=None):
+        """True on EOF/reset/TLS close before timeout; frames before that are kept in self.seen."""
+        d = Deadline(timeout)
+        self.seen = []
+        while not d.expired():
+            o = self.read_frame(d.remaining())
+            if o.kind == "timeout":
+                return False
+            if o.kind != "frame":
+                return True
+            self.seen.append(o)
+        return False
+
+
+def tls_context(ca=None, cert=None, key=None, min_version=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    if ca:
+        ctx.load_verify_locations(cafile=ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    if min_version:
+        ctx.minimum_version = min_version
+    return ctx
+
+
+def tls_connect(address, ctx, session=None, timeout=None, family=socket.AF_UNIX):
+    """Connect and handshake. Returns (FrameConn, None) or (None, Outcome of the failure)."""
+    raw = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    raw.settimeout(TIMEOUT if timeout is None else timeout)
+    try:
+        raw.connect(address)
+        s = ctx.wrap_socket(raw, session=session)
+    except ssl.SSLError as e:
+        raw.close()
+        return None, Outcome("tls-error", detail=str(e))
+    except (ConnectionResetError, BrokenPipeError) as e:
+        raw.close()
+        return None, Outcome("reset", detail=str(e))
+    except socket.timeout:
+        raw.close()
+        return None, Outcome("timeout", detail="handshake")
+    except OSError as e:
+        raw.close()
+        if e.errno is None:  # EOF in the handshake
+            return None, Outcome("eof", detail=str(e))
+        raise
+    return FrameConn(s), None
+
+
+def tls_ping(address, ctx, session=None, payload=b"secd-it", family=socket.AF_UNIX, keep=False):
+    """Full or resumed handshake plus one PING. Returns (Outcome, FrameConn or None, reused)."""
+    conn, failure = tls_connect(address, ctx, session=session, family=family)
+    if failure:
+        return failure, None, False
+    o = conn.ping(7, payload)
+    reused = conn.sock.session_reused
+    if not keep:
+        conn.close()
+        conn = None
+    return o, conn, reused
+
+
+def data_speaks_tls(path):
+    """Whether the endpoint at path answers a ClientHello (TLS is implemented)."""
+    ctx = tls_context()
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    raw.settimeout(TIMEOUT)
+    try:
+        raw.connect(path)
+        s = ctx.wrap_socket(raw)
+        s.close()
+        return True
+    except ssl.SSLError as e:
+        # An alert is an answer; EOF before any byte is not.
+        return "EOF" not in str(e) and "UNEXPECTED_EOF" not in str(e)
+    except (OSError, socket.timeout):
+        return False
+    finally:
+        raw.close()
+
+
+# ---- keys and certificates --------------------------------------------------
+
+def make_key(kind):
+    return ed25519.Ed25519PrivateKey.generate() if kind == "ed25519" else ec.generate_private_key(ec.SECP256R1())
+
+
+def key_kind(public_key):
+    return "ed25519" if isinstance(public_key, ed25519.Ed25519PublicKey) else "p256"
+
+
+def sign_hash(key):
+    return None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+
+
+def key_pem(key):
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def cert_pem(cert):
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def serial_hex(pem):
+    c = x509.load_pem_x509_certificate(pem if isinstance(pem, bytes) else pem.encode())
+    return "%032x" % c.serial_number
+
+
+def cert_uris(pem):
+    c = x509.load_pem_x509_certificate(pem if isinstance(pem, bytes) else pem.encode())
+    try:
+        san = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return san.get_values_for_type(x509.UniformResourceIdentifier)
+
+
+def local_uri(uid, sha256):
+    return f"secd://local/uid/{uid}/sha256/{sha256}"
+
+
+def enroll_python(enroll_path, kinds=("ed25519", "p256")):
+    """Enroll this process over io.secd.Enroll.Issue. Returns (key, reply parameters).
+
+    Tries key types in order: the CA accepts one of them (docs/certificates.md).
+    """
+    last = None
+    for kind in kinds:
+        key = make_key(kind)
+        csr = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "secd-it")]))
+               .sign(key, sign_hash(key)))
+        with RawVarlink(enroll_path) as v:
+            try:
+                return key, v.call("io.secd.Enroll.Issue",
+                                   {"csr": csr.public_bytes(serialization.Encoding.PEM).decode()})
+            except VarlinkError as e:
+                last = e
+                if e.error != "io.secd.Enroll.InvalidRequest":
+                    raise
+    raise last
+
+
+def write_secret(directory, name, data):
+    path = os.path.join(directory, name)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+    return path
+
+
+def find_private_key_for(directory, public_key):
+    """The PEM private key file under directory whose public key is public_key."""
+    want = public_key.public_bytes(serialization.Encoding.DER,
+                                   serialization.PublicFormat.SubjectPublicKeyInfo)
+    for path in sorted(glob.glob(os.path.join(directory, "**"), recursive=True)):
+        if not os.path.isfile(path) or os.path.getsize(path) > 65536:
+            continue
+        with open(path, "rb") as f:
+            data = f.read()
+        if b"PRIVATE KEY-----" not in data:
+            continue
+        try:
+            k = serialization.load_pem_private_key(data, None)
+        except (ValueError, TypeError):
+            continue
+        if k.public_key().public_bytes(serialization.Encoding.DER,
+                                       serialization.PublicFormat.SubjectPublicKeyInfo) == want:
+            return k
+    return None
+
+
+def make_ca(subject, kind):
+    key = make_key(kind)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                         key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, sign_hash(key)))
+    return cert, key
+
+
+def make_client_cert(issuer_cert, issuer_key, public_key, uri, not_before=None, not_after=None,
+                     eku=("client",), serial=None):
+    """A certificate like an enrolled one, signed by issuer_key; every property adjustable."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    not_before = not_before or now - datetime.timedelta(minutes=5)
+    not_after = not_after or now + datetime.timedelta(hours=1)
+    purposes = {"client": ExtendedKeyUsageOID.CLIENT_AUTH, "server": ExtendedKeyUsageOID.SERVER_AUTH}
+    b = (x509.CertificateBuilder()
+         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "secd-it-crafted")]))
+         .issuer_name(issuer_cert.subject).public_key(public_key)
+         .serial_number(serial or random.getrandbits(127) | 1)
+         .not_valid_before(not_before).not_valid_after(not_after)
+         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+         .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
+                                      key_encipherment=False, data_encipherment=False,
+                                      key_agreement=False, key_cert_sign=False, crl_sign=False,
+                                      encipher_only=False, decipher_only=False), critical=True)
+         .add_extension(x509.ExtendedKeyUsage([purposes[p] for p in eku]), critical=False)
+         .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]),
+                        critical=False))
+    try:
+        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                            critical=False)
+    except Exception:  # noqa: BLE001 - optional extension
+        pass
+    return b.sign(issuer_key, sign_hash(issuer_key))
+
+
+# ---- the C test client ------------------------------------------------------
+
+def parse_client_output(text):
+    steps = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            steps[doc.get("step")] = doc
+    return steps
+
+
+def run_client(exe, args, uid=None, gid=None, pass_fds=(), timeout=None, env=None, stdin=None):
+    """Run the test client to completion. Returns (exit status, {step: result}, stdout, stderr)."""
+    kw = {}
+    if uid is not None:
+        kw.update(user=uid, group=gid if gid is not None else uid, extra_groups=[])
+    cp = subprocess.run([exe, *args], capture_output=True, text=True, env=base_env(env),
+                        timeout=TIMEOUT if timeout is None else timeout, cwd="/",
+                        pass_fds=pass_fds, input=stdin, **kw)
+    return cp.returncode, parse_client_output(cp.stdout), cp.stdout, cp.stderr
+
+
+def copy_with_flipped_marker(src, dst):
+    """Copy src to dst (0755) with one byte of the embedded marker changed."""
+    with open(src, "rb") as f:
+        data = bytearray(f.read())
+    i = data.find(TEST_CLIENT_MARKER)
+    if i < 0:
+        raise AssertionError(f"marker not found in {src}")
+    j = i + TEST_CLIENT_MARKER.index(b"0")
+    data[j] = ord("1")
+    with open(dst, "wb") as f:
+        f.write(data)
+    os.chmod(dst, 0o755)
+    return dst
+
+
+def client_available():
+    return bool(TEST_CLIENT) and os.access(TEST_CLIENT, os.X_OK)
+
+
+def free_tcp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def read_exact_from(fd, n, deadline):
+    """Read n bytes from a pipe fd before deadline; returns what arrived (short at EOF/timeout)."""
+    out = b""
+    while len(out) < n:
+        ready, _, _ = select.select([fd], [], [], deadline.remaining())
+        if not ready:
+            break
+        chunk = os.read(fd, n - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def secd_help_has(secd, option):
+    cp = subprocess.run([secd, "--help"], capture_output=True, text=True, env=base_env(),
+                        timeout=TIMEOUT)
+    return re.search(r"--" + re.escape(option) + r"\b", cp.stdout + cp.stderr) is not None
+
+
+__all__ = [n for n in dir() if not n.startswith("_")] + ["die_with_parent"]
