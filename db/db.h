@@ -137,3 +137,59 @@ int db_audit_list(Db *db, int64_t after_id, size_t limit, DbAuditEntry **ret, si
 /* Keep at most max_rows newest entries. Returns the number of entries removed. */
 int db_audit_trim(Db *db, size_t max_rows);
 void db_audit_entries_free(DbAuditEntry *e, size_t n);
+
+/*
+ * Certificates issued by secd's CA (db-certs.c) and their revocations.
+ * Serials are the certificate's serial bytes (big-endian, 1..20 bytes).
+ */
+#define DB_CERT_SERIAL_MAX 20
+#define DB_CERT_NAME_MAX 1024
+#define DB_CERT_PEM_MAX 65536
+/* db_cert_list() and db_revocations_list() return at most this many rows. */
+#define DB_CERT_LIST_MAX 100000
+
+typedef struct DbCert {
+        uint8_t serial[DB_CERT_SERIAL_MAX];
+        size_t serial_len;
+        uint8_t fingerprint[SHA256_DIGEST_LEN];  /* SHA-256 of the DER */
+        char *name;                     /* identity: the URI SAN */
+        bool has_uid;
+        uint32_t uid;                   /* local holders only */
+        bool has_sha256;
+        uint8_t sha256[SHA256_DIGEST_LEN];       /* executable hash, local holders only */
+        int64_t not_before_sec;
+        int64_t not_after_sec;
+        int64_t issued_usec;            /* <= 0 on insert: now */
+        char *pem;
+        /* Read side only (ignored by db_cert_insert()): */
+        bool revoked;
+        int64_t revoked_usec;
+        int revocation_reason;          /* RFC 5280 CRLReason */
+} DbCert;
+
+typedef struct DbRevocation {
+        uint8_t serial[DB_CERT_SERIAL_MAX];
+        size_t serial_len;
+        int64_t revoked_usec;
+        int reason;
+        int64_t not_after_sec;          /* of the revoked certificate */
+} DbRevocation;
+
+/* Record an issued certificate. -EEXIST for a serial or fingerprint already stored. */
+int db_cert_insert(Db *db, const DbCert *cert);
+/* One certificate by serial, with its revocation state. -ENOENT if never issued. */
+int db_cert_get(Db *db, const uint8_t *serial, size_t serial_len, DbCert *ret);
+/*
+ * Certificates, oldest issued first, at most DB_CERT_LIST_MAX (the newest
+ * ones if there are more). Free with db_certs_free().
+ */
+int db_cert_list(Db *db, DbCert **ret, size_t *ret_n);
+void db_cert_done(DbCert *c);
+void db_certs_free(DbCert *c, size_t n);
+/*
+ * Revoke (reason: RFC 5280 CRLReason, 0..10 but not 7; revoked_usec <= 0:
+ * now). -ENOENT if the serial was never issued, -EEXIST if already revoked.
+ */
+int db_cert_revoke(Db *db, const uint8_t *serial, size_t serial_len, int reason, int64_t revoked_usec);
+/* Every revocation, oldest first, at most DB_CERT_LIST_MAX. Caller frees *ret (free()). */
+int db_revocations_list(Db *db, DbRevocation **ret, size_t *ret_n);
