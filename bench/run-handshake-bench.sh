@@ -5,7 +5,7 @@
 # admission) against gnutls-serv and stunnel4 with the same certificates,
 # key exchange and cipher, plus the crypto floor (bench/README.md).
 #
-#   bench/run-handshake-bench.sh BUILD_DIR [--count N] [--seconds S] [--baseline-only]
+#   bench/run-handshake-bench.sh BUILD_DIR [--count N] [--seconds S] [--rounds R] [--baseline-only]
 #
 # BUILD_DIR was configured with -DSECD_BENCH=ON (Release): it holds
 # bench/bench-handshake, secd/secd and secctl/secctl. Needs gnutls-bin
@@ -16,17 +16,19 @@
 # fails only if something did not work.
 set -euo pipefail
 
-usage() { echo "usage: $0 BUILD_DIR [--count N] [--seconds S] [--baseline-only]" >&2; exit 2; }
+usage() { echo "usage: $0 BUILD_DIR [--count N] [--seconds S] [--rounds R] [--baseline-only]" >&2; exit 2; }
 
 [ $# -ge 1 ] || usage
 BUILD=$(realpath "$1"); shift
 COUNT=2000
 SECS=20
+ROUNDS=3
 BASELINE_ONLY=0
 while [ $# -gt 0 ]; do
         case "$1" in
         --count) COUNT=${2:?}; shift 2 ;;
         --seconds) SECS=${2:?}; shift 2 ;;
+        --rounds) ROUNDS=${2:?}; shift 2 ;;
         --baseline-only) BASELINE_ONLY=1; shift ;;
         *) usage ;;
         esac
@@ -50,7 +52,7 @@ fi
 # Root: re-run inside a fresh network namespace with only lo, up.
 if [ "$(id -u)" = 0 ] && [ -z "${BENCH_IN_NETNS:-}" ] && command -v unshare >/dev/null; then
         exec env BENCH_IN_NETNS=1 unshare --net -- bash -c 'ip link set lo up && exec "$0" "$@"' \
-                "$0" "$BUILD" --count "$COUNT" --seconds "$SECS" $([ $BASELINE_ONLY = 1 ] && echo --baseline-only)
+                "$0" "$BUILD" --count "$COUNT" --seconds "$SECS" --rounds "$ROUNDS" $([ $BASELINE_ONLY = 1 ] && echo --baseline-only)
 fi
 if [ -z "${BENCH_IN_NETNS:-}" ]; then
         echo "note: not root: gnutls-serv listens on every address of this host for the run" >&2
@@ -105,6 +107,30 @@ C=$TMP/certs
 mkdir -m 700 "$C"
 
 # ---- certificates ------------------------------------------------------
+# secd keeps its server key in memory only, so gnutls-serv and stunnel4 get
+# a server certificate from secd's own CA (its ca.key in the state
+# directory) with a key of the same type and the same extensions; the
+# client certificate is the one `secctl cert issue` made. Without secd
+# (--baseline-only), certtool makes an Ed25519 CA like secd's.
+server_template() {
+        cat <<EOF
+cn = "secd server"
+uri = "secd://server"
+dns_name = "localhost"
+ip_address = "127.0.0.1"
+tls_www_server
+signing_key
+expiration_days = 2
+EOF
+}
+key_type() {          # the key type certtool should make for a CA certificate
+        case "$(certtool -i --infile "$1" | sed -n 's/.*Subject Public Key Algorithm: //p' | head -1)" in
+        *Ed25519*) echo ed25519 ;;
+        *EC*) echo ecdsa ;;
+        *) echo rsa ;;
+        esac
+}
+
 SECD_PID=
 if [ $BASELINE_ONLY = 0 ]; then
         [ -x "$SECD" ] && [ -x "$SECCTL" ] || { echo "$SECD or $SECCTL missing (or use --baseline-only)" >&2; exit 1; }
@@ -118,29 +144,25 @@ if [ $BASELINE_ONLY = 0 ]; then
         wait_listen "$S/run/secd.sock" "$SECD_PID" || { cat "$S/log" >&2; exit 1; }
         wait_listen "127.0.0.1:$SECD_PORT" "$SECD_PID" || { cat "$S/log" >&2; exit 1; }
         export SECCTL_SOCKET=$S/run/control.sock
-        # The server's certificate and key and the CA, from secd's state directory.
-        cp "$S/state/ca.crt" "$C/ca.crt"
-        cp "$S/state/server.crt" "$C/server.crt"
-        install -m 600 "$S/state/server.key" "$C/server.key"
-        # A remote client certificate for the TCP endpoint (and the baselines).
+        CA_CRT=$S/state/ca.crt
+        CA_KEY=$S/state/ca.key
+        cp "$CA_CRT" "$C/ca.crt"
+        # A remote client certificate for the TCP endpoint (and the baselines),
+        # admitted on the tcp endpoint by its name. The --dev rule (uid) admits
+        # the Unix client.
         "$SECCTL" cert issue bench --out "$C/remote" >/dev/null
-        cp "$C/remote/cert.pem" "$C/client.crt"
-        install -m 600 "$C/remote/key.pem" "$C/client.key"
-        "$SECCTL" policy add --cert bench --endpoint tcp --allow >/dev/null
+        ls "$C/remote" >&2
+        CLIENT_CRT=$(ls "$C"/remote/*cert*.pem "$C"/remote/*.crt 2>/dev/null | grep -v -i ca | head -1)
+        CLIENT_KEY=$(ls "$C"/remote/*key* 2>/dev/null | head -1)
+        cp "$CLIENT_CRT" "$C/client.crt"
+        install -m 600 "$CLIENT_KEY" "$C/client.key"
+        "$SECCTL" policy allow --cert bench --endpoint tcp >/dev/null
 else
         cat >"$C/ca.tmpl" <<EOF
 cn = "bench CA"
 ca
 cert_signing_key
 crl_signing_key
-expiration_days = 2
-EOF
-        cat >"$C/server.tmpl" <<EOF
-cn = "secd"
-dns_name = "localhost"
-ip_address = "127.0.0.1"
-tls_www_server
-signing_key
 expiration_days = 2
 EOF
         cat >"$C/client.tmpl" <<EOF
@@ -150,16 +172,20 @@ tls_www_client
 signing_key
 expiration_days = 2
 EOF
-        for k in ca server client; do
+        for k in ca client; do
                 (umask 077 && certtool --generate-privkey --key-type ed25519 --outfile "$C/$k.key" 2>/dev/null)
         done
         certtool --generate-self-signed --load-privkey "$C/ca.key" --template "$C/ca.tmpl" \
                 --outfile "$C/ca.crt" 2>/dev/null
-        for k in server client; do
-                certtool --generate-certificate --load-privkey "$C/$k.key" --load-ca-certificate "$C/ca.crt" \
-                        --load-ca-privkey "$C/ca.key" --template "$C/$k.tmpl" --outfile "$C/$k.crt" 2>/dev/null
-        done
+        certtool --generate-certificate --load-privkey "$C/client.key" --load-ca-certificate "$C/ca.crt" \
+                --load-ca-privkey "$C/ca.key" --template "$C/client.tmpl" --outfile "$C/client.crt" 2>/dev/null
+        CA_CRT=$C/ca.crt
+        CA_KEY=$C/ca.key
 fi
+server_template >"$C/server.tmpl"
+(umask 077 && certtool --generate-privkey --key-type "$(key_type "$CA_CRT")" --outfile "$C/server.key" 2>/dev/null)
+certtool --generate-certificate --load-privkey "$C/server.key" --load-ca-certificate "$CA_CRT" \
+        --load-ca-privkey "$CA_KEY" --template "$C/server.tmpl" --outfile "$C/server.crt" 2>/dev/null
 
 # ---- gnutls-serv ---------------------------------------------------------
 GS_PORT=$(free_port)
@@ -203,68 +229,89 @@ wait_listen "127.0.0.1:$ECHO_PORT" "$ECHO_PID"
 wait_listen "127.0.0.1:$ST_PORT" "$ST_PID" || { cat "$TMP/stunnel.log" >&2; exit 1; }
 
 # ---- runs ----------------------------------------------------------------
+# ROUNDS rounds; each round runs the floor and every server once, in turn, so
+# drift of the machine touches all of them alike. Medians over the rounds.
 RESULTS=$TMP/results
 : >"$RESULTS"
 run_client() {         # label endpoint frame pid [extra args]
         local label=$1 ep=$2 frame=$3 pid=$4; shift 4
-        echo "== $label ($ep)" >&2
+        echo "== round $round: $label ($ep)" >&2
         "$BENCH" client --connect "$ep" --ca "$C/ca.crt" --frame "$frame" --server-pid "$pid" \
                 --count "$COUNT" --seconds "$SECS" "$@" | sed "s|^|$label |" | tee -a "$RESULTS" >&2
 }
 
-"$BENCH" floor --ca "$C/ca.crt" --cert "$C/server.crt" --key "$C/server.key" \
-        --client-cert "$C/client.crt" --client-key "$C/client.key" | sed 's|^|crypto |' | tee -a "$RESULTS" >&2
-run_client gnutls-serv "127.0.0.1:$GS_PORT" echo "$GS_PID" --cert "$C/client.crt" --key "$C/client.key"
-run_client stunnel4 "127.0.0.1:$ST_PORT" echo "$ST_PID" --cert "$C/client.crt" --key "$C/client.key"
-if [ -n "$SECD_PID" ]; then
-        run_client secd-tcp "127.0.0.1:$SECD_PORT" ping "$SECD_PID" --cert "$C/client.crt" --key "$C/client.key"
-        run_client secd-unix "unix:$S/run/secd.sock" ping "$SECD_PID" --enroll "$S/run/enroll.sock"
-fi
-"$BENCH" floor --ca "$C/ca.crt" --cert "$C/server.crt" --key "$C/server.key" \
-        --client-cert "$C/client.crt" --client-key "$C/client.key" | sed 's|^|crypto2 |' | tee -a "$RESULTS" >&2
+for round in $(seq 1 "$ROUNDS"); do
+        "$BENCH" floor --ca "$C/ca.crt" --cert "$C/server.crt" --key "$C/server.key" \
+                --client-cert "$C/client.crt" --client-key "$C/client.key" | sed 's|^|crypto |' | tee -a "$RESULTS" >&2
+        run_client gnutls-serv "127.0.0.1:$GS_PORT" echo "$GS_PID" --cert "$C/client.crt" --key "$C/client.key"
+        run_client stunnel4 "127.0.0.1:$ST_PORT" echo "$ST_PID" --cert "$C/client.crt" --key "$C/client.key"
+        if [ -n "$SECD_PID" ]; then
+                run_client secd-tcp "127.0.0.1:$SECD_PORT" ping "$SECD_PID" --cert "$C/client.crt" --key "$C/client.key"
+                run_client secd-unix "unix:$S/run/secd.sock" ping "$SECD_PID" --enroll "$S/run/enroll.sock"
+        fi
+done
 
 # ---- table and ratios -----------------------------------------------------
+alg() { certtool -i --infile "$1" | sed -n 's/.*Subject Public Key Algorithm: //p' | head -1; }
 echo
-echo "TLS 1.3, X25519, AES-128-GCM; server key $(certtool -i --infile "$C/server.crt" | sed -n 's/.*Subject Public Key Algorithm: //p' | head -1)," \
-        "client key $(certtool -i --infile "$C/client.crt" | sed -n 's/.*Subject Public Key Algorithm: //p' | head -1);" \
-        "$(nproc) CPUs; up to $COUNT handshakes or $SECS s per series; 1 client process"
-awk -v secs="$SECS" '
-function val(line, key,   n, i, kv) {
+echo "TLS 1.3, X25519, AES-128-GCM; CA $(alg "$C/ca.crt"), server $(alg "$C/server.crt"), client $(alg "$C/client.crt");" \
+        "$(nproc) CPUs; $ROUNDS rounds of up to $COUNT handshakes or $SECS s per series; 1 client process; medians"
+awk '
+function val(line, key,   n, i, kv, f) {
         n = split(line, f, " ")
         for (i = 1; i <= n; i++) { if (split(f[i], kv, "=") == 2 && kv[1] == key) return kv[2] }
         return ""
 }
+function median(list,   a, n, i, j, t) {
+        n = split(list, a, " ")
+        for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+        return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function add(k, v) { if (k in L) L[k] = L[k] " " v; else L[k] = v }
 {
-        if ($1 == "crypto" || $1 == "crypto2") {
-                if ($2 == "floor") { fl[++nf] = val($0, "total_us"); x = val($0, "x25519_us"); s = val($0, "sign_us"); v = val($0, "verify_cv_us"); c = val($0, "verify_chain_us"); alg = val($0, "server_sign") }
+        if ($1 == "crypto") {
+                if ($2 == "floor") { add("floor", val($0, "total_us")); add("x", val($0, "x25519_us")); add("s", val($0, "sign_us")); add("v", val($0, "verify_cv_us")); add("c", val($0, "verify_chain_us")); alg = val($0, "server_sign") }
                 next
         }
         t = $1; ph = $2
         if (!(t in seen)) { seen[t] = 1; order[++nt] = t }
-        cpu[t, ph] = val($0, "server_cpu_us_per_hs"); rate[t, ph] = val($0, "hs_per_s")
-        res[t, ph] = val($0, "resumed"); n[t, ph] = val($0, "n")
+        add(t SUBSEP ph SUBSEP "cpu", val($0, "server_cpu_us_per_hs")); add(t SUBSEP ph SUBSEP "rate", val($0, "hs_per_s"))
+        add(t SUBSEP ph SUBSEP "n", val($0, "n")); add(t SUBSEP ph SUBSEP "res", val($0, "resumed"))
+        add(t SUBSEP ph SUBSEP "ccpu", val($0, "client_cpu_s") * 1e6 / val($0, "n"))
 }
 END {
-        floor_us = (fl[1] + fl[2]) / 2
-        printf "\n%-12s %14s %10s %8s | %14s %10s %8s %9s\n", "server", "full CPU µs/hs", "full hs/s", "n", "res. CPU µs/hs", "res. hs/s", "n", "resumed"
+        for (k in L) M[k] = median(L[k])
+        fl = M["floor"]
+        printf "\n%-11s %9s %9s %9s %6s | %9s %9s %9s %6s %7s\n", "", "full", "full", "client", "", "resumed", "resumed", "client", "", ""
+        printf "%-11s %9s %9s %9s %6s | %9s %9s %9s %6s %7s\n", "server", "CPU µs", "hs/s", "CPU µs", "n", "CPU µs", "hs/s", "CPU µs", "n", "resumed"
         for (i = 1; i <= nt; i++) {
                 t = order[i]
-                printf "%-12s %14.1f %10.1f %8d | %14.1f %10.1f %8d %9d\n", t, cpu[t, "full"], rate[t, "full"], n[t, "full"], cpu[t, "resumed"], rate[t, "resumed"], n[t, "resumed"], res[t, "resumed"]
+                printf "%-11s %9.1f %9.1f %9.1f %6d | %9.1f %9.1f %9.1f %6d %7d\n", t,
+                        M[t, "full", "cpu"], M[t, "full", "rate"], M[t, "full", "ccpu"], M[t, "full", "n"],
+                        M[t, "resumed", "cpu"], M[t, "resumed", "rate"], M[t, "resumed", "ccpu"], M[t, "resumed", "n"], M[t, "resumed", "res"]
+                printf "%-11s   server CPU µs per full handshake, each round: %s\n", "", L[t, "full", "cpu"]
+                printf "%-11s   server CPU µs per resumed handshake, each round: %s\n", "", L[t, "resumed", "cpu"]
         }
-        printf "\ncrypto floor (full handshake, server side): %.1f µs = X25519 keygen+derive %.1f + sign (%s) %.1f + CertificateVerify %.1f + chain %.1f (runs: %.1f, %.1f)\n", floor_us, x, alg, s, v, c, fl[1], fl[2]
+        printf "\ncrypto floor, full handshake (server side): %.1f µs = X25519 keygen+derive %.1f + sign (%s) %.1f + CertificateVerify %.1f + chain %.1f\n", fl, M["x"], alg, M["s"], M["v"], M["c"]
+        printf "  each round: %s\n", L["floor"]
+        printf "crypto floor, resumed handshake (psk_dhe_ke): X25519 keygen+derive %.1f µs\n", M["x"]
         gs = "gnutls-serv"; st = "stunnel4"
-        printf "\n%-12s %-26s %8s %8s\n", "", "ratio (server CPU per hs)", "value", "target"
-        printf "%-12s %-26s %8.2f %8s\n", st, "full vs gnutls-serv", cpu[st, "full"] / cpu[gs, "full"], "-"
+        printf "\n%-11s %-32s %7s %8s\n", "", "ratio", "value", "target"
         for (i = 1; i <= nt; i++) {
                 t = order[i]
                 if (t !~ /^secd/) continue
-                printf "%-12s %-26s %8.2f %8s %s\n", t, "full vs gnutls-serv", cpu[t, "full"] / cpu[gs, "full"], "<= 0.8", (cpu[t, "full"] / cpu[gs, "full"] <= 0.8 ? "met" : "MISSED")
-                printf "%-12s %-26s %8.2f %8s %s\n", t, "full vs stunnel4", cpu[t, "full"] / cpu[st, "full"], "<= 0.5", (cpu[t, "full"] / cpu[st, "full"] <= 0.5 ? "met" : "MISSED")
-                printf "%-12s %-26s %8.2f %8s %s\n", t, "full vs crypto floor", cpu[t, "full"] / floor_us, "<= 2", (cpu[t, "full"] / floor_us <= 2 ? "met" : "MISSED")
-                printf "%-12s %-26s %8.2f %8s %s\n", t, "resumed vs gnutls-serv", cpu[t, "resumed"] / cpu[gs, "resumed"], "<= 0.9", (cpu[t, "resumed"] / cpu[gs, "resumed"] <= 0.9 ? "met" : "MISSED")
-                printf "%-12s %-26s %8.2f\n", t, "hs/s full vs gnutls-serv", rate[t, "full"] / rate[gs, "full"]
-                printf "%-12s %-26s %8.2f\n", t, "hs/s res. vs gnutls-serv", rate[t, "resumed"] / rate[gs, "resumed"]
+                r = M[t, "full", "cpu"] / M[gs, "full", "cpu"];      printf "%-11s %-32s %7.2f %8s %s\n", t, "CPU/hs full vs gnutls-serv", r, "<= 0.8", (r <= 0.8 ? "met" : "MISSED")
+                r = M[t, "full", "cpu"] / M[st, "full", "cpu"];      printf "%-11s %-32s %7.2f %8s %s\n", t, "CPU/hs full vs stunnel4", r, "<= 0.5", (r <= 0.5 ? "met" : "MISSED")
+                r = M[t, "full", "cpu"] / fl;                        printf "%-11s %-32s %7.2f %8s %s\n", t, "CPU/hs full vs crypto floor", r, "<= 2", (r <= 2 ? "met" : "MISSED")
+                r = M[t, "resumed", "cpu"] / M[gs, "resumed", "cpu"]; printf "%-11s %-32s %7.2f %8s %s\n", t, "CPU/hs resumed vs gnutls-serv", r, "<= 0.9", (r <= 0.9 ? "met" : "MISSED")
+                printf "%-11s %-32s %7.2f\n", t, "CPU/hs resumed vs stunnel4", M[t, "resumed", "cpu"] / M[st, "resumed", "cpu"]
+                printf "%-11s %-32s %7.2f\n", t, "hs/s full vs gnutls-serv", M[t, "full", "rate"] / M[gs, "full", "rate"]
+                printf "%-11s %-32s %7.2f\n", t, "hs/s full vs stunnel4", M[t, "full", "rate"] / M[st, "full", "rate"]
+                printf "%-11s %-32s %7.2f\n", t, "hs/s resumed vs gnutls-serv", M[t, "resumed", "rate"] / M[gs, "resumed", "rate"]
+                printf "%-11s %-32s %7.2f\n", t, "hs/s resumed vs stunnel4", M[t, "resumed", "rate"] / M[st, "resumed", "rate"]
         }
-        printf "%-12s %-26s %8.2f\n", gs, "full vs crypto floor", cpu[gs, "full"] / floor_us
-        printf "%-12s %-26s %8.2f\n", st, "full vs crypto floor", cpu[st, "full"] / floor_us
+        printf "%-11s %-32s %7.2f\n", gs, "CPU/hs full vs crypto floor", M[gs, "full", "cpu"] / fl
+        printf "%-11s %-32s %7.2f\n", st, "CPU/hs full vs crypto floor", M[st, "full", "cpu"] / fl
+        printf "%-11s %-32s %7.2f\n", st, "CPU/hs full vs gnutls-serv", M[st, "full", "cpu"] / M[gs, "full", "cpu"]
+        printf "%-11s %-32s %7.2f\n", st, "CPU/hs resumed vs gnutls-serv", M[st, "resumed", "cpu"] / M[gs, "resumed", "cpu"]
 }' "$RESULTS"
