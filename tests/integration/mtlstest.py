@@ -49,6 +49,7 @@ ERR_BAD_PAYLOAD = 4
 ERR_NOT_ADMITTED = 5
 ERR_CERT_REVOKED = 6
 ERR_CERT_EXPIRED = 7
+ERR_IDLE_TIMEOUT = 10
 PAYLOAD_MAX_DEFAULT = 1 << 20
 PAYLOAD_MAX_HARD = 16 << 20
 
@@ -369,11 +370,13 @@ def make_client_cert(issuer_cert, issuer_key, public_key, uri, not_before=None, 
          .add_extension(x509.ExtendedKeyUsage([purposes[p] for p in eku]), critical=False)
          .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]),
                         critical=False))
+    # The issuer's own key identifier (GnuTLS picks the issuer by it).
     try:
-        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-                            critical=False)
-    except Exception:  # noqa: BLE001 - optional extension
-        pass
+        ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+        aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+    except x509.ExtensionNotFound:
+        aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key())
+    b = b.add_extension(aki, critical=False)
     return b.sign(issuer_key, sign_hash(issuer_key))
 
 

@@ -27,7 +27,7 @@ import unittest
 
 from cryptography import x509
 
-from secdtest import (EXIT_SUCCESS, NOBODY_GID, NOBODY_UID, Deadline, RawVarlink, SecdTestCase,
+from secdtest import (SECD, EXIT_SUCCESS, NOBODY_GID, NOBODY_UID, Deadline, RawVarlink, SecdTestCase,
                       TIMEOUT, VarlinkError, base_env, die_with_parent, run_as, sanitizer_report,
                       sha256_file,
                       wait_until)
@@ -120,14 +120,49 @@ class MtlsTestCase(SecdTestCase):
     def assert_serving(self, daemon=None, rules=None):
         """Control answers and a fresh mTLS client (this interpreter) gets its PONG."""
         super().assert_serving(daemon, rules)
-        if self._tls and self._enroll:
+        if self._tls and self.ca_material(required=False):
             o, _, _ = mt.tls_ping(self.d.data, self.python_ctx(self._creds_cache()))
             self.assert_pong(o, msg="secd stopped serving mTLS clients")
 
     def _creds_cache(self):
         if not hasattr(self, "_creds"):
-            self._creds = self.python_creds()
+            self._creds = self.crafted_creds()
         return self._creds
+
+    def ca_material(self, required=True):
+        """secd's CA certificate (state_dir/ca.crt) and key, read as root; skips if absent."""
+        if not hasattr(self, "_ca"):
+            self._ca = None
+            path = os.path.join(self.d.state_dir, "ca.crt")
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    ca_cert = x509.load_pem_x509_certificate(f.read())
+                ca_key = mt.find_private_key_for(self.d.state_dir, ca_cert.public_key())
+                if ca_key is None:
+                    self.fail(f"no private key for {path} under {self.d.state_dir}")
+                self._ca = (ca_cert, ca_key)
+        if self._ca is None and required:
+            self.skipTest(f"secd made no CA ({self.d.state_dir}/ca.crt) yet")
+        return self._ca
+
+    def crafted(self, **kw):
+        """A client certificate like an enrolled one for this interpreter, made with the CA key."""
+        ca_cert, ca_key = self.ca_material()
+        key = mt.make_key(kw.pop("kind", mt.key_kind(ca_key.public_key())))
+        issuer_cert = kw.pop("issuer_cert", ca_cert)
+        issuer_key = kw.pop("issuer_key", ca_key)
+        uri = kw.pop("uri", mt.local_uri(os.getuid(), sha256_file(mt.PYTHON_EXE)))
+        return mt.make_client_cert(issuer_cert, issuer_key, key.public_key(), uri, **kw), key
+
+    def ca_file(self):
+        ca_cert, _ = self.ca_material()
+        return mt.write_secret(self.secret_dir(), "ca.pem", mt.cert_pem(ca_cert))
+
+    def crafted_creds(self, **kw):
+        cert, key = self.crafted(**kw)
+        d = self.secret_dir()
+        return (self.ca_file(), mt.write_secret(d, "cert.pem", mt.cert_pem(cert)),
+                mt.write_secret(d, "key.pem", mt.key_pem(key)))
 
     def root_rules(self):
         return [r for r in self.rules() if r.get("uid") == 0 and r["action"] == "allow"]
@@ -294,7 +329,15 @@ class ClientAdmissionTest(ClientTestCase):
         clone = mt.copy_with_flipped_marker(self.client, self.path("bin", "modified-client"))
         code, steps, info = self.run_with_creds(bundle, "ping", exe=clone)
         self.assert_client_refused(steps, info)
-        # Python (another binary, root) presenting the stolen certificate.
+        # Even when the policy admits the other binary too, the certificate
+        # names the executable it was issued to.
+        self.add_rule("allow", "--uid", "0", "--sha256", sha256_file(clone))
+        code, steps, info = self.run_with_creds(bundle, "ping", exe=clone)
+        self.assert_client_refused(steps, info)
+        code, steps, info = self.run_client("ping", exe=clone)
+        self.assertEqual(code, 0, f"the clone, now allowed, enrolls for itself\n{info}")
+        # Python (another binary, root, allowed too) presenting the stolen certificate.
+        self.add_rule("allow", "--uid", "0", "--sha256", sha256_file(mt.PYTHON_EXE))
         ca, cert, key = self.bundle_pems(bundle)
         d = self.secret_dir()
         o, _, _ = mt.tls_ping(self.d.data, mt.tls_context(mt.write_secret(d, "ca", ca),
@@ -374,28 +417,16 @@ class CraftedCertificateTest(MtlsTestCase):
     def setUp(self):
         super().setUp()
         self.require_tls()
-        key, reply = self.require_enroll()
-        self.ca_cert = x509.load_pem_x509_certificate(reply["ca"].encode())
-        self.ca_key = mt.find_private_key_for(self.d.state_dir, self.ca_cert.public_key())
-        if self.ca_key is None:
-            self.fail(f"no private key for the CA certificate under {self.d.state_dir}")
-        self.kind = mt.key_kind(key.public_key())
-        self.python_uri = mt.local_uri(os.getuid(), sha256_file(mt.PYTHON_EXE))
-        self.ca_file = mt.write_secret(self.secret_dir(), "ca.pem", reply["ca"])
+        self.ca_cert, self.ca_key = self.ca_material()
+        self.kind = mt.key_kind(self.ca_key.public_key())
+        self.ca_path = self.ca_file()
 
     def attempt(self, cert, key):
         d = self.secret_dir()
-        ctx = mt.tls_context(self.ca_file, mt.write_secret(d, "cert.pem", mt.cert_pem(cert)),
+        ctx = mt.tls_context(self.ca_path, mt.write_secret(d, "cert.pem", mt.cert_pem(cert)),
                              mt.write_secret(d, "key.pem", mt.key_pem(key)))
         o, _, _ = mt.tls_ping(self.d.data, ctx)
         return o
-
-    def crafted(self, **kw):
-        key = mt.make_key(self.kind)
-        issuer_cert = kw.pop("issuer_cert", self.ca_cert)
-        issuer_key = kw.pop("issuer_key", self.ca_key)
-        uri = kw.pop("uri", self.python_uri)
-        return mt.make_client_cert(issuer_cert, issuer_key, key.public_key(), uri, **kw), key
 
     def test_control_certificate_is_admitted(self):
         o = self.attempt(*self.crafted())
@@ -434,7 +465,7 @@ class CraftedCertificateTest(MtlsTestCase):
         self.assert_refused(o, msg="certificate without a secd URI SAN")
 
     def test_missing_client_certificate_is_refused(self):
-        o, _, _ = mt.tls_ping(self.d.data, mt.tls_context(self.ca_file))
+        o, _, _ = mt.tls_ping(self.d.data, mt.tls_context(self.ca_path))
         self.assert_refused(o, msg="no client certificate")
         self.assert_serving()
 
@@ -478,17 +509,27 @@ class RevocationTest(MtlsTestCase):
         o, _, _ = mt.tls_ping(self.d.data, ctx)
         self.assert_refused(o, codes=(mt.ERR_CERT_REVOKED, mt.ERR_NOT_ADMITTED), msg="full handshake")
         # Others are still served.
-        self._creds = self.python_creds()
         self.assert_serving()
 
 
 class RobustnessTest(MtlsTestCase):
     """Garbage, stalls, oversize lengths and truncated frames: handled, secd keeps serving."""
 
+    HANDSHAKE_TIMEOUT = 2
+    IDLE_TIMEOUT = 5
+
     def setUp(self):
+        self.has_handshake_timeout = mt.secd_help_has(SECD, "handshake-timeout")
+        self.has_idle_timeout = mt.secd_help_has(SECD, "data-idle-timeout")
+        self.has_payload_max = mt.secd_help_has(SECD, "frame-payload-max")
+        args = []
+        if self.has_handshake_timeout:
+            args += ["--handshake-timeout", f"{self.HANDSHAKE_TIMEOUT}s"]
+        if self.has_idle_timeout:
+            args += ["--data-idle-timeout", f"{self.IDLE_TIMEOUT}s"]
+        self.secd_extra_args = tuple(args)
         super().setUp()
         self.require_tls()
-        self.require_enroll()
         self.ctx = self.python_ctx(self._creds_cache())
 
     def session(self):
@@ -516,6 +557,9 @@ class RobustnessTest(MtlsTestCase):
             self.assert_serving()
 
     def test_stalled_handshake_times_out_and_others_are_served(self):
+        if not self.has_handshake_timeout:
+            self.skipTest("secd has no handshake_timeout option yet")
+        start = time.monotonic()
         stalled = self.raw()
         half = self.raw()
         # Half a ClientHello record header.
@@ -524,9 +568,53 @@ class RobustnessTest(MtlsTestCase):
         self.assert_serving()
         for s in (stalled, half):
             conn = mt.FrameConn(s)
-            self.assertTrue(conn.closed_by_peer(timeout=max(TIMEOUT, 35)),
+            self.assertTrue(conn.closed_by_peer(timeout=self.HANDSHAKE_TIMEOUT + TIMEOUT),
                             "secd never timed out a stalled handshake")
+        self.assertGreaterEqual(time.monotonic() - start, self.HANDSHAKE_TIMEOUT - 0.5,
+                                "closed before handshake_timeout")
         self.assert_serving()
+
+    def test_idle_session_times_out_and_ping_keeps_it_alive(self):
+        if not self.has_idle_timeout:
+            self.skipTest("secd has no data_idle_timeout option yet")
+        idle = self.session()
+        busy = self.session()
+        start = time.monotonic()
+        # PINGs more often than the idle timeout keep one session alive.
+        rid = 100
+        while time.monotonic() - start < self.IDLE_TIMEOUT * 1.6:
+            rid += 1
+            self.assert_pong(busy.ping(rid, b"keepalive"), rid, b"keepalive")
+            time.sleep(self.IDLE_TIMEOUT / 4)
+        self.assertTrue(idle.closed_by_peer(timeout=TIMEOUT), "the idle session was not closed")
+        self.assertTrue(all(o.error_code == mt.ERR_IDLE_TIMEOUT for o in idle.seen), idle.seen)
+        self.assert_pong(busy.ping(7, b"secd-it"))
+
+    def test_configured_payload_max(self):
+        if not self.has_payload_max:
+            self.skipTest("secd has no frame_payload_max option yet")
+        d2 = self.secd_dev(name="secd-small", extra_args=("--frame-payload-max", "1024"))
+        for p in (os.path.dirname(d2.runtime_dir), d2.runtime_dir):
+            os.chmod(p, 0o755)
+        with open(os.path.join(d2.state_dir, "ca.crt"), "rb") as f:
+            ca2 = x509.load_pem_x509_certificate(f.read())
+        ca2_key = mt.find_private_key_for(d2.state_dir, ca2.public_key())
+        key = mt.make_key(mt.key_kind(ca2_key.public_key()))
+        cert = mt.make_client_cert(ca2, ca2_key, key.public_key(),
+                                   mt.local_uri(os.getuid(), sha256_file(mt.PYTHON_EXE)))
+        sd = self.secret_dir()
+        ctx = mt.tls_context(mt.write_secret(sd, "ca", mt.cert_pem(ca2)),
+                             mt.write_secret(sd, "cert", mt.cert_pem(cert)),
+                             mt.write_secret(sd, "key", mt.key_pem(key)))
+        conn, failure = mt.tls_connect(d2.data, ctx)
+        self.assertIsNone(failure, failure)
+        self.assert_pong(conn.ping(1, b"m" * 1024), 1, b"m" * 1024)
+        conn.send(mt.frame(mt.PING, 2, length=1025))
+        self.assertTrue(conn.closed_by_peer(), "still open after 1025 bytes announced")
+        self.assertTrue(conn.seen and conn.seen[0].error_code == mt.ERR_TOO_LARGE, conn.seen)
+        conn.close()
+        self.assertTrue(d2.alive())
+        d2.stop()
 
     def test_unknown_type_gets_error_and_the_connection_lives(self):
         conn = self.session()
@@ -582,10 +670,16 @@ class RobustnessTest(MtlsTestCase):
             for o in conn.seen:
                 self.assertNotEqual(o.type, mt.PONG, f"a PONG for a truncated frame: {o}")
             conn.close()
-        # A truncated frame followed by silence: secd waits (idle timeout) and keeps serving others.
+        # A truncated frame followed by silence: secd keeps serving others
+        # and drops the half-sent frame's session at the idle timeout.
         conn = self.session()
         conn.send(mt.frame(mt.PING, 14, b"z" * 100)[:20])
         self.assert_serving()
+        if self.has_idle_timeout:
+            self.assertTrue(conn.closed_by_peer(timeout=self.IDLE_TIMEOUT + TIMEOUT),
+                            "a session stuck in a truncated frame is never closed")
+            for o in conn.seen:
+                self.assertNotEqual(o.type, mt.PONG, o)
         self.assertTrue(self.d.alive())
 
 
