@@ -151,11 +151,8 @@ if [ $BASELINE_ONLY = 0 ]; then
         # admitted on the tcp endpoint by its name. The --dev rule (uid) admits
         # the Unix client.
         "$SECCTL" cert issue bench --out "$C/remote" >/dev/null
-        ls "$C/remote" >&2
-        CLIENT_CRT=$(ls "$C"/remote/*cert*.pem "$C"/remote/*.crt 2>/dev/null | grep -v -i ca | head -1)
-        CLIENT_KEY=$(ls "$C"/remote/*key* 2>/dev/null | head -1)
-        cp "$CLIENT_CRT" "$C/client.crt"
-        install -m 600 "$CLIENT_KEY" "$C/client.key"
+        cp "$C/remote/bench.crt" "$C/client.crt"
+        install -m 600 "$C/remote/bench.key" "$C/client.key"
         "$SECCTL" policy allow --cert bench --endpoint tcp >/dev/null
 else
         cat >"$C/ca.tmpl" <<EOF
