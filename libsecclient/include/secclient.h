@@ -79,6 +79,160 @@ int secclient_control_next(secclient_control *c, int timeout_ms, char **ret_repl
 /* The connection's file descriptor, for poll() in streaming callers. */
 int secclient_control_fd(const secclient_control *c);
 
+/*
+ * ---------------------------------------------------------------------------
+ * Connections to secd's data endpoints over mutual TLS (TLS 1.3 only).
+ *
+ * A secclient holds credentials (CA, client certificate, client key) and at
+ * most one connection. Credentials come from enrollment (an Ed25519 key pair
+ * and CSR made in memory, never written anywhere), from secclient_creds_recv(),
+ * or from PEM files of `secctl cert issue` (remote clients). The private key
+ * lives only in the handle's memory and is wiped when it is replaced or the
+ * handle is freed. Not thread-safe: use one secclient per thread.
+ *
+ * Every call that waits (enroll, connect, ping, send, recv, creds_*) is
+ * bounded by the handle's timeout (secclient_set_timeout()).
+ * ---------------------------------------------------------------------------
+ */
+
+#define SECCLIENT_SOCKET_DEFAULT "/run/secd/secd.sock"
+#define SECCLIENT_ENROLL_SOCKET_DEFAULT "/run/secd/enroll.sock"
+
+/* Largest PING payload secclient_ping() sends. */
+#define SECCLIENT_PING_MAX 1024u
+
+/* The ERROR frame type; a reply has its request's type | SECCLIENT_REPLY_BIT. */
+#define SECCLIENT_FRAME_ERROR 0xFFu
+#define SECCLIENT_REPLY_BIT 0x80u
+
+typedef struct secclient secclient;
+
+/*
+ * New client, without credentials or connection. The data endpoint defaults
+ * to $SECD_SOCKET, the enroll socket to $SECD_ENROLL_SOCKET (both read with
+ * secure_getenv()), then to the defaults above. -ENOMEM.
+ */
+int secclient_new(secclient **ret);
+/* Disconnect (without close_notify), wipe the key, free; NULL-safe; returns NULL. */
+secclient *secclient_free(secclient *c);
+
+/*
+ * The data endpoint: a Unix socket path (anything containing '/', or
+ * "@name" in the abstract namespace) or "host:port" / "[v6]:port" (TCP, the
+ * port numeric). -EINVAL for other forms, -ENAMETOOLONG. Takes effect at the
+ * next connect; forgets the saved TLS session.
+ */
+int secclient_set_endpoint(secclient *c, const char *endpoint);
+/* The enroll socket's path. -EINVAL, -ENAMETOOLONG. */
+int secclient_set_enroll_socket(secclient *c, const char *path);
+/* Timeout of each operation in milliseconds (default 10000; 0 = wait for ever). */
+int secclient_set_timeout(secclient *c, unsigned timeout_ms);
+
+/*
+ * Enroll over the enroll socket (io.secd.Enroll.Issue): generate an Ed25519
+ * key pair in memory, send a CSR, keep the returned certificate and CA,
+ * replacing any credentials held before. Enrolled credentials are renewed
+ * (by enrolling again) at half of their lifetime, at the next connect or
+ * reconnect. Errors: -EACCES secd refused (policy; secclient_last_error()
+ * names the reason class), -EAGAIN rate limited (retry later), -EPROTO a
+ * malformed request or answer, -ENOENT/-ECONNREFUSED no enroll socket or
+ * nobody listening, -ETIMEDOUT. The credentials held before stay on error.
+ */
+int secclient_enroll(secclient *c);
+
+/*
+ * Load PEM credentials (remote clients, `secctl cert issue`): the CA that
+ * signed secd's server certificate, the client certificate, and its key
+ * (PKCS#8 or the key type's PEM, unencrypted). The library keeps its own
+ * copy of the key (wiped on replacement and free); the caller wipes theirs.
+ * Loaded credentials are never renewed. -EINVAL, -EBADMSG (unparsable),
+ * -EKEYREJECTED (the key is not the certificate's).
+ */
+int secclient_load_credentials(secclient *c, const char *ca_pem, const char *cert_pem, const char *key_pem);
+
+/* Expiry of the current certificate, microseconds since the epoch; 0 if none. */
+uint64_t secclient_cert_expiry(const secclient *c);
+
+/*
+ * Connect with mTLS to the data endpoint. Without credentials and with a
+ * Unix endpoint, enroll first; with enrolled credentials past half-life,
+ * enroll again first (keeping the old certificate while it is valid if that
+ * fails). The server must present a certificate chaining to the CA with the
+ * TLS server key purpose. The handshake resumes the previous session when
+ * secd's ticket is still held. connect then does one PING round trip: with
+ * TLS 1.3 the handshake completes before secd has admitted the process, and
+ * the round trip turns a refusal into an error here.
+ * One attempt, no retries. Errors: -ECONNREFUSED/-ENOENT secd not there;
+ * -EACCES refused by secd (its ERROR frame's message, or the enrollment
+ * refusal, in secclient_last_error()); -EKEYREJECTED secd's certificate did
+ * not verify; -EKEYEXPIRED/-EKEYREVOKED our certificate; -ENOKEY no
+ * credentials for a TCP endpoint; -ETIMEDOUT; errors of secclient_enroll().
+ */
+int secclient_connect(secclient *c);
+/* Close the connection (best-effort close_notify); no automatic reconnect until the next connect. */
+void secclient_disconnect(secclient *c);
+
+/*
+ * A human-readable note on the last failure (secd's ERROR message, an
+ * enrollment refusal, a TLS error), or NULL. Valid until the next call on c.
+ */
+const char *secclient_last_error(const secclient *c);
+
+/*
+ * Reconnection. After a successful secclient_connect(), a dropped
+ * connection is noticed by the call that meets it (-ECONNRESET, or the
+ * errno of an ERROR frame that closed it); replies still unanswered on it
+ * are lost. Then:
+ *   - secclient_ping() and secclient_send() reconnect automatically before
+ *     using the connection (renewing the certificate if due, resuming the
+ *     TLS session): up to 5 attempts, the first at once, then after
+ *     exponential delays from 100 ms capped at 5 s, each with equal jitter
+ *     (half fixed, half random). Only transient failures are retried
+ *     (-ECONNREFUSED, -ENOENT, -ECONNRESET, -ETIMEDOUT, -EAGAIN, ...); a
+ *     refusal (-EACCES) stops reconnecting until the next secclient_connect().
+ *   - secclient_ping() also retries once on a fresh connection when the drop
+ *     happens during its own round trip (PING is idempotent).
+ *   - secclient_recv() never reconnects: -ENOTCONN once the connection is
+ *     gone and no reply is left.
+ */
+
+/* PING round trip with payload (≤ SECCLIENT_PING_MAX bytes) echoed back: 0 when the echo matched (-EBADMSG if not). */
+int secclient_ping(secclient *c, const void *payload, size_t len);
+
+/*
+ * Pipelined requests: send one frame of type (a request type, below
+ * SECCLIENT_REPLY_BIT), getting its request id (ids are unique per handle,
+ * never 0); receive replies in any order. secclient_recv() returns the
+ * reply's type, its request id and a malloc'd payload (the caller frees it;
+ * never NULL, even when *ret_len is 0). Replies that arrived while
+ * secclient_ping() waited for its PONG are kept and returned first.
+ * An ERROR reply (type SECCLIENT_FRAME_ERROR) is returned like any other,
+ * its message also in secclient_last_error(); secclient_error_parse()
+ * decodes it. An ERROR with request id 0 concerns the connection, which
+ * secd then closes. Payloads over 16 MiB: -EMSGSIZE; -ENOTCONN without a
+ * connection; -ETIMEDOUT when no reply came in time (the connection stays
+ * usable).
+ */
+int secclient_send(secclient *c, uint8_t type, const void *payload, size_t len, uint32_t *ret_request_id);
+int secclient_recv(secclient *c, uint8_t *ret_type, uint32_t *ret_request_id, void **ret_payload,
+                   size_t *ret_len);
+/* Decode an ERROR payload: its code (docs/protocol.md) and message (malloc'd, may be NULL if unwanted). -EBADMSG. */
+int secclient_error_parse(const void *payload, size_t len, uint16_t *ret_code, char **ret_message);
+
+/*
+ * Credential hand-over to a child over an inherited socketpair fd (either
+ * SOCK_SEQPACKET, one message, or SOCK_STREAM): a 4-byte big-endian length
+ * and a JSON bundle {"ca_cert","client_cert","client_key"} (PEM), at most
+ * 64 KiB, every copy wiped after use, never through argv, the environment or
+ * a file. The receiver's credentials are not renewed (they name the
+ * sender's identity); the sender may send again after renewing.
+ * send: -ENOKEY without credentials. recv: -EMSGSIZE over 64 KiB, -EBADMSG
+ * truncated or malformed (nothing installed), -ETIMEDOUT.
+ * Both: -ESOCKTNOSUPPORT for other socket types, -EBADF.
+ */
+int secclient_creds_send(const secclient *c, int fd);
+int secclient_creds_recv(secclient *c, int fd);
+
 #ifdef __cplusplus
 }
 #endif
