@@ -62,6 +62,14 @@ static const ConfigKey config_keys[] = {
           CONFIG_COUNT, offsetof(Config, audit_max_rows), false, 100, UINT64_C(100000000) },
         { { "drain_timeout", "DURATION", "How long SIGTERM waits for in-flight requests" },
           CONFIG_DURATION, offsetof(Config, drain_timeout), false, 0, 3600 * USEC_PER_SEC },
+        { { "client_cert_lifetime", "DURATION", "Lifetime of a certificate issued by enrollment" },
+          CONFIG_DURATION, offsetof(Config, client_cert_lifetime), false, 60 * USEC_PER_SEC, 30 * 24 * 3600 * USEC_PER_SEC },
+        { { "server_cert_lifetime", "DURATION", "Lifetime of the endpoints' server certificate (renewed at 2/3)" },
+          CONFIG_DURATION, offsetof(Config, server_cert_lifetime), false, 3600 * USEC_PER_SEC, 397 * 24 * 3600 * USEC_PER_SEC },
+        { { "enroll_rate_limit", "N", "Enroll.Issue calls one uid may make per enroll_rate_interval" },
+          CONFIG_COUNT, offsetof(Config, enroll_rate_limit), false, 1, 1000000 },
+        { { "enroll_rate_interval", "DURATION", "Window of enroll_rate_limit" },
+          CONFIG_DURATION, offsetof(Config, enroll_rate_interval), false, USEC_PER_SEC, 24 * 3600 * USEC_PER_SEC },
         { { "log_level", "LEVEL", "debug, info, notice, warning or err" },
           CONFIG_LOG_LEVEL, offsetof(Config, log_level), false, 0, 0 },
 };
@@ -116,6 +124,10 @@ int config_init(Config *c) {
                 .hash_cache_entries = 1024,
                 .audit_max_rows = 100000,
                 .drain_timeout = 10 * USEC_PER_SEC,
+                .client_cert_lifetime = 3600 * USEC_PER_SEC,
+                .server_cert_lifetime = 30 * 24 * 3600 * USEC_PER_SEC,
+                .enroll_rate_limit = 10,
+                .enroll_rate_interval = 60 * USEC_PER_SEC,
                 .log_level = LOG_INFO,
         };
         c->state_dir = strdup(SECD_STATE_DIR_DEFAULT);

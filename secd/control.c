@@ -9,11 +9,6 @@
 #define CONTROL_READ_CHUNK (16u * 1024u)
 #define CONTROL_GROUPS_MAX 65536
 
-typedef struct ControlMethod {
-        const char *method;
-        ControlMethodHandler handler;
-} ControlMethod;
-
 /* Every io.secd.* method requires an administrator; org.varlink.service does not. */
 static const ControlMethod control_methods[] = {
         { "io.secd.Policy.List", control_policy_list },
@@ -34,6 +29,18 @@ static const char *const control_interfaces[] = {
         "io.secd.Policy", "io.secd.Status", "io.secd.Audit", "io.secd.Service", "org.varlink.service",
 };
 
+static bool control_authorize(ControlConnection *c, const VarlinkCall *call);
+
+const ControlServer control_server = {
+        .name = "control",
+        .endpoint = POLICY_ENDPOINT_CONTROL,
+        .methods = control_methods,
+        .n_methods = ELEMENTSOF(control_methods),
+        .interfaces = control_interfaces,
+        .n_interfaces = ELEMENTSOF(control_interfaces),
+        .authorize = control_authorize,
+};
+
 static int control_connection_update(ControlConnection *c);
 
 static void control_drained_check(Manager *m) {
@@ -47,14 +54,17 @@ ControlConnection *control_connection_free(ControlConnection *c) {
         if (!c)
                 return NULL;
         m = c->manager;
+        if (c->server->connection_done)
+                c->server->connection_done(c);
         if (c->prev)
                 c->prev->next = c->next;
         else
                 m->connections = c->next;
         if (c->next)
                 c->next->prev = c->prev;
-        m->n_control_connections--;
-        m->n_connections[POLICY_ENDPOINT_CONTROL]--;
+        if (c->server->endpoint == POLICY_ENDPOINT_CONTROL)
+                m->n_control_connections--;
+        m->n_connections[c->server->endpoint]--;
 
         sd_event_source_disable_unref(c->io_source);
         sd_event_source_disable_unref(c->timer_source);
@@ -109,6 +119,8 @@ static uint64_t control_deadline(const ControlConnection *c) {
 
         if (c->output_size > c->output_offset)
                 return c->output_since + cfg->request_timeout;
+        if (c->busy)
+                return c->busy_since + cfg->request_timeout;
         if (c->partial_since > 0)
                 return c->partial_since + cfg->request_timeout;
         if (c->eof)
@@ -247,15 +259,37 @@ static int control_error_string(ControlConnection *c, const char *error, const c
         return control_error(c, error, p);
 }
 
-static bool control_interface_known(const char *interface) {
-        for (size_t i = 0; i < ELEMENTSOF(control_interfaces); i++)
-                if (streq(control_interfaces[i], interface))
+static bool control_interface_known(const ControlServer *server, const char *interface) {
+        for (size_t i = 0; i < server->n_interfaces; i++)
+                if (streq(server->interfaces[i], interface))
                         return true;
         return false;
 }
 
-static int control_dispatch(ControlConnection *c, const char *message, size_t size) {
+/* io.secd.* on the control endpoint requires an administrator. */
+static bool control_authorize(ControlConnection *c, const VarlinkCall *call) {
         Manager *m = c->manager;
+        _cleanup_free_ char *msg = NULL, *uid = NULL, *pid = NULL, *meth = NULL, *error = NULL;
+
+        if (manager_peer_is_admin(m, c->uid, c->gid, c->groups, c->n_groups))
+                return true;
+
+        msg = strdup_printf("control: %s refused for uid %u (pid %d): not an administrator.", call->method,
+                        (unsigned) c->uid, (int) c->pid);
+        uid = strdup_printf("UID=%u", (unsigned) c->uid);
+        pid = strdup_printf("PID=%d", (int) c->pid);
+        meth = strdup_printf("METHOD=%s", call->method);
+        if (msg && uid && pid && meth)
+                log_struct(LOG_NOTICE, msg, SECD_MESSAGE_CONTROL_DENIED, uid, pid, meth, NULL);
+        if (asprintf(&error, "%s.PermissionDenied", call->interface) < 0) {
+                control_connection_kill(c);
+                return false;
+        }
+        (void) control_error(c, error, NULL);
+        return false;
+}
+
+static int control_dispatch(ControlConnection *c, const char *message, size_t size) {
         _cleanup_(varlink_call_done) VarlinkCall call = {};
         const ControlMethod *method = NULL;
         int r;
@@ -276,31 +310,17 @@ static int control_dispatch(ControlConnection *c, const char *message, size_t si
         log_debug("control #%" PRIu64 " (uid %u): %s%s%s", c->serial, (unsigned) c->uid, call.method,
                   call.more ? " (more)" : "", call.oneway ? " (oneway)" : "");
 
-        if (!control_interface_known(call.interface))
+        if (!control_interface_known(c->server, call.interface))
                 return control_error_string(c, VARLINK_ERROR_INTERFACE_NOT_FOUND, "interface", call.interface);
 
         /* Authorisation comes before anything else about an io.secd.* method. */
-        if (!streq(call.interface, VARLINK_SERVICE_INTERFACE) &&
-            !manager_peer_is_admin(m, c->uid, c->gid, c->groups, c->n_groups)) {
-                _cleanup_free_ char *msg = NULL, *uid = NULL, *pid = NULL, *meth = NULL, *error = NULL;
+        if (!streq(call.interface, VARLINK_SERVICE_INTERFACE) && c->server->authorize &&
+            !c->server->authorize(c, &call))
+                return c->dead ? -ENOTCONN : 0;
 
-                msg = strdup_printf("control: %s refused for uid %u (pid %d): not an administrator.", call.method,
-                                (unsigned) c->uid, (int) c->pid);
-                uid = strdup_printf("UID=%u", (unsigned) c->uid);
-                pid = strdup_printf("PID=%d", (int) c->pid);
-                meth = strdup_printf("METHOD=%s", call.method);
-                if (msg && uid && pid && meth)
-                        log_struct(LOG_NOTICE, msg, SECD_MESSAGE_CONTROL_DENIED, uid, pid, meth, NULL);
-                if (asprintf(&error, "%s.PermissionDenied", call.interface) < 0) {
-                        control_connection_kill(c);
-                        return -ENOMEM;
-                }
-                return control_error(c, error, NULL);
-        }
-
-        for (size_t i = 0; i < ELEMENTSOF(control_methods); i++)
-                if (streq(control_methods[i].method, call.method)) {
-                        method = &control_methods[i];
+        for (size_t i = 0; i < c->server->n_methods; i++)
+                if (streq(c->server->methods[i].method, call.method)) {
+                        method = &c->server->methods[i];
                         break;
                 }
         if (!method)
@@ -330,7 +350,7 @@ static int control_connection_update(ControlConnection *c) {
                 return -ENOTCONN;
         }
         /* Backpressure: read the next request only when the last reply is out (followers: to see EOF). */
-        if (!c->eof && (!pending || c->following))
+        if (!c->eof && !c->busy && (!pending || c->following))
                 events |= EPOLLIN;
         if (pending)
                 events |= EPOLLOUT;
@@ -352,7 +372,7 @@ static void control_process(ControlConnection *c) {
         const char *message;
         size_t size;
 
-        while (!c->dead) {
+        while (!c->dead && !c->busy) {
                 /* In-flight work finishes while stopping; nothing new starts once the reply is queued. */
                 if (m->stopping && c->output_size > c->output_offset)
                         break;
@@ -420,7 +440,7 @@ static int control_on_io(sd_event_source *s, int fd, uint32_t revents, void *use
                 control_process(c);
 
         /* Stopping: a connection with nothing in flight is done. */
-        if (!c->dead && m->stopping && c->output_size == c->output_offset && c->partial_since == 0 &&
+        if (!c->dead && m->stopping && !c->busy && c->output_size == c->output_offset && c->partial_since == 0 &&
             !varlink_buffer_has_message(c->input))
                 control_connection_kill(c);
 
@@ -432,20 +452,38 @@ static int control_on_io(sd_event_source *s, int fd, uint32_t revents, void *use
 }
 
 int control_connection_new(Manager *m, int fd) {
+        return control_connection_new_server(m, &control_server, fd);
+}
+
+void control_resume(ControlConnection *c) {
+        c->busy = false;
+        if (!c->dead) {
+                control_process(c);
+                if (!c->dead && c->manager->stopping && c->output_size == c->output_offset &&
+                    c->partial_since == 0 && !varlink_buffer_has_message(c->input))
+                        control_connection_kill(c);
+        }
+        if (!c->dead && control_connection_update(c) < 0)
+                control_connection_kill(c);
+        if (c->dead)
+                control_connection_free(c);
+}
+
+int control_connection_new_server(Manager *m, const ControlServer *server, int fd) {
         static uint64_t serial = 0;
         ControlConnection *c;
         int r;
 
-        if (m->n_control_connections >= m->config.max_connections) {
+        if (m->n_connections[server->endpoint] >= m->config.max_connections) {
                 static uint64_t last_log = 0, suppressed = 0;
                 uint64_t now = now_usec(CLOCK_MONOTONIC);
 
                 /* Accept and close at once; log at most once a second so a flood cannot fill the journal. */
                 safe_close(fd);
                 if (now - last_log >= UINT64_C(1000000)) {
-                        log_warning("control: %zu connections open (max_connections), refusing new ones "
+                        log_warning("%s: %" PRIu64 " connections open (max_connections), refusing new ones "
                                     "(%" PRIu64 " more refused since the last message).",
-                                    m->n_control_connections, suppressed);
+                                    server->name, m->n_connections[server->endpoint], suppressed);
                         last_log = now;
                         suppressed = 0;
                 } else
@@ -459,6 +497,7 @@ int control_connection_new(Manager *m, int fd) {
                 return log_oom();
         }
         c->manager = m;
+        c->server = server;
         c->fd = fd;
         c->serial = ++serial;
         c->last_activity = now_usec(CLOCK_MONOTONIC);
@@ -466,8 +505,9 @@ int control_connection_new(Manager *m, int fd) {
         if (c->next)
                 c->next->prev = c;
         m->connections = c;
-        m->n_control_connections++;
-        m->n_connections[POLICY_ENDPOINT_CONTROL]++;
+        if (server->endpoint == POLICY_ENDPOINT_CONTROL)
+                m->n_control_connections++;
+        m->n_connections[server->endpoint]++;
 
         r = control_peer_credentials(c);
         if (r < 0) {
@@ -502,7 +542,7 @@ void control_stop(Manager *m) {
 
         for (c = m->connections; c; c = next) {
                 next = c->next;
-                if (c->following || (c->output_size == c->output_offset && c->partial_since == 0 &&
+                if (c->following || (!c->busy && c->output_size == c->output_offset && c->partial_since == 0 &&
                                      !varlink_buffer_has_message(c->input)))
                         control_connection_free(c);
         }

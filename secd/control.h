@@ -16,10 +16,43 @@
 #include "manager.h"
 #include "varlink.h"
 
+/* Method handlers (control-*.c, enroll.c). Return 0 after replying, or negative errno to drop the client. */
+typedef int (*ControlMethodHandler)(ControlConnection *c, const VarlinkCall *call);
+
+typedef struct ControlMethod {
+        const char *method;
+        ControlMethodHandler handler;
+} ControlMethod;
+
+/*
+ * One Varlink server on this connection machinery: the control endpoint
+ * (control_server) and the enroll endpoint (enroll.c) each have one, with
+ * their own methods, interfaces and authorisation.
+ */
+typedef struct ControlServer {
+        const char *name;               /* "control", "enroll": for log messages */
+        PolicyEndpoint endpoint;        /* counted in Manager.n_connections[] */
+        const ControlMethod *methods;
+        size_t n_methods;
+        const char *const *interfaces;  /* served interfaces (InterfaceNotFound for others) */
+        size_t n_interfaces;
+        /*
+         * Called before every method outside org.varlink.service; false means
+         * it already answered the call (an error). NULL: everyone may call.
+         */
+        bool (*authorize)(ControlConnection *c, const VarlinkCall *call);
+        /* Called when a connection is freed (cancel work it started). May be NULL. */
+        void (*connection_done)(ControlConnection *c);
+} ControlServer;
+
+extern const ControlServer control_server;
+
 struct ControlConnection {
         Manager *manager;
+        const ControlServer *server;
         ControlConnection *prev, *next;
         uint64_t serial;                /* for log messages */
+        void *userdata;                 /* the server's per-connection state */
 
         int fd;
         sd_event_source *io_source;
@@ -40,6 +73,8 @@ struct ControlConnection {
         uint64_t output_since;          /* when the queue became non-empty */
 
         bool oneway;                    /* the call being dispatched wants no reply */
+        bool busy;                      /* a call is answered asynchronously: see control_resume() */
+        uint64_t busy_since;
         bool following;                 /* Audit.Tail with "more": receives new entries */
         bool eof;                       /* the peer shut down its side */
         bool dead;                      /* close at the end of the current callback */
@@ -47,6 +82,17 @@ struct ControlConnection {
 
 /* Take over an accepted connection on the control endpoint (closes fd on failure). */
 int control_connection_new(Manager *m, int fd);
+/* The same for another server (enroll). */
+int control_connection_new_server(Manager *m, const ControlServer *server, int fd);
+
+/*
+ * Asynchronous answers: a handler sets c->busy and returns 0; nothing more
+ * is read from the client until the answer is queued (the request deadline
+ * still runs). Once it has replied, the owner of the work calls
+ * control_resume(), which clears busy, serves what the client sent
+ * meanwhile, and may free the connection.
+ */
+void control_resume(ControlConnection *c);
 ControlConnection *control_connection_free(ControlConnection *c);
 
 /* SIGTERM: close idle connections, let in-flight requests finish. */
@@ -68,9 +114,6 @@ int control_push(ControlConnection *c, json_object *parameters, bool continues);
 static inline uid_t control_peer_uid(const ControlConnection *c) {
         return c->uid;
 }
-
-/* Method handlers (control-*.c). Return 0 after replying, or negative errno to drop the client. */
-typedef int (*ControlMethodHandler)(ControlConnection *c, const VarlinkCall *call);
 
 int control_policy_list(ControlConnection *c, const VarlinkCall *call);
 int control_policy_add(ControlConnection *c, const VarlinkCall *call);

@@ -18,3 +18,7 @@ typedef struct SecdInterface {
 
 extern const SecdInterface secd_interfaces[];
 extern const size_t secd_n_interfaces;
+
+/* The enroll endpoint's own table (secd/interfaces/enroll/ and org.varlink.service), served only there. */
+extern const SecdInterface secd_enroll_interfaces[];
+extern const size_t secd_enroll_n_interfaces;

@@ -4,6 +4,7 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "ca.h"
 #include "control.h"
 #include "endpoint.h"
 #include "log.h"
@@ -37,6 +38,7 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         while (m->connections)
                 control_connection_free(m->connections);
+        ca_free(m->ca);
         for (size_t i = 0; i < ELEMENTSOF(m->endpoints); i++)
                 m->endpoints[i] = endpoint_free(m->endpoints[i]);
         sd_event_source_disable_unref(m->sigterm_source);
@@ -309,6 +311,9 @@ int manager_reload(Manager *m, const char ***ret_restart_needed, char **ret_erro
         if (r < 0)
                 return r;
         r = manager_policy_reload(m);
+        if (r < 0)
+                return r;
+        r = manager_ca_reload(m);
         if (r < 0)
                 return r;
 

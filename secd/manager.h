@@ -84,6 +84,15 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 /* Open (create) the store under state_dir. */
 int manager_open_store(Manager *m);
 
+/*
+ * Open (on first start: create) the CA in state_dir with the configured
+ * lifetimes, and arm the timer that renews the server certificate and the
+ * CRL (manager-ca.c).
+ */
+int manager_ca_open(Manager *m);
+/* Re-read the CA files (reload); on failure the running CA stays. */
+int manager_ca_reload(Manager *m);
+
 /* Make a new snapshot from the store and swap it in. */
 int manager_policy_reload(Manager *m);
 

@@ -365,6 +365,8 @@ static int run(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         if (manager_hash_cache_setup(m) < 0 || manager_open_store(m) < 0)
                 return EXIT_FAILURE;
+        if (manager_ca_open(m) < 0)
+                return EXIT_FAILURE;
         if (m->dev && dev_seed_policy(m) < 0)
                 return EXIT_FAILURE;
         r = db_audit_trim(m->db, (size_t) m->config.audit_max_rows);
