@@ -29,6 +29,9 @@ const CtlOption ctl_options[] = {
         { "comment",   0,   CTL_OPT_COMMENT,   "TEXT", "policy allow/deny: a comment stored with the rule" },
         { "follow",    0,   CTL_OPT_FOLLOW,    NULL,   "audit: keep printing new entries until interrupted" },
         { "limit",     0,   CTL_OPT_LIMIT,     "N",    "audit: show the newest N entries (1-1000, default 20)" },
+        { "out",       0,   CTL_OPT_OUT,       "DIR",  "cert issue: write NAME.key, NAME.crt and ca.crt into DIR" },
+        { "valid",     0,   CTL_OPT_VALID,     "DURATION", "cert issue: validity, e.g. 30d (default) or 12h, at most 825d" },
+        { "all",       0,   CTL_OPT_ALL,       NULL,   "cert list: include expired certificates" },
 };
 const size_t ctl_options_count = ELEMENTSOF(ctl_options);
 
@@ -59,6 +62,16 @@ const CtlVerb ctl_verbs[] = {
           "FILE...", "Print the SHA-256 of each FILE exactly like sha256sum" },
         { "version", NULL,     0, 0, 0,                      ctl_verb_version,
           "", "Show the versions of secctl and libsecclient" },
+        { "cert",   "issue",   1, 1, CTL_OPT(CTL_OPT_OUT) | CTL_OPT(CTL_OPT_VALID), ctl_verb_cert_issue,
+          "NAME --out DIR [--valid DURATION]", "Issue a key and certificate for remote client NAME into DIR" },
+        { "cert",   "list",    0, 0, CTL_OPT(CTL_OPT_ALL),   ctl_verb_cert_list,
+          "[--all]", "List issued certificates, newest first" },
+        { "cert",   "revoke",  1, 1, 0,                      ctl_verb_cert_revoke,
+          "SERIAL|NAME", "Revoke a certificate, or every certificate of a remote NAME" },
+        { "cert",   "crl",     0, 0, 0,                      ctl_verb_cert_crl,
+          "", "Print the certificate revocation list (PEM)" },
+        { "ca",     "show",    0, 0, 0,                      ctl_verb_ca_show,
+          "", "Show the CA certificate and its facts" },
 };
 const size_t ctl_verbs_count = ELEMENTSOF(ctl_verbs);
 
@@ -312,6 +325,23 @@ static int parse_option_value(CtlContext *ctx, const CtlOption *o, const char *a
                 if (!ctl_endpoint_valid(arg))
                         return usage_error("Invalid --endpoint '%s': expected data, tcp, enroll or control.", arg);
                 sel->endpoint = arg;
+                return 0;
+        case CTL_OPT_OUT:
+                if (isempty(arg) || strnlen(arg, CTL_PATH_MAX + 1) > CTL_PATH_MAX)
+                        return usage_error("Invalid --out: expected a directory of 1 to %d bytes.", CTL_PATH_MAX);
+                ctx->cert_out = arg;
+                return 0;
+        case CTL_OPT_VALID: {
+                uint64_t usec;
+
+                if (ctl_cert_parse_validity(arg, &usec) < 0)
+                        return usage_error("Invalid --valid '%s': expected a duration such as 30d, 12h or 1d12h, "
+                                           "from 1s to 825d.", arg);
+                ctx->cert_valid = arg;
+                return 0;
+        }
+        case CTL_OPT_ALL:
+                ctx->all = true;
                 return 0;
         case CTL_OPT_CERT:
                 if (!ctl_cert_name_valid(arg))

@@ -64,6 +64,9 @@ typedef enum CtlOptionId {
         CTL_OPT_COMMENT,
         CTL_OPT_FOLLOW,
         CTL_OPT_LIMIT,
+        CTL_OPT_OUT,
+        CTL_OPT_VALID,
+        CTL_OPT_ALL,
         _CTL_OPT_MAX,
 } CtlOptionId;
 
@@ -113,6 +116,9 @@ typedef struct CtlContext {
         bool full;
         bool follow;
         unsigned limit;             /* 0: secd's default */
+        const char *cert_out;       /* cert issue --out DIR */
+        const char *cert_valid;     /* cert issue --valid DURATION, as given (checked) */
+        bool all;                   /* cert list --all */
         CtlSelectors sel;
         char **words;               /* owned array: the words of argv that are not options */
         char **args;                /* positional arguments after the verb words (into words) */
@@ -253,6 +259,22 @@ int ctl_verb_audit(CtlContext *ctx);
 int ctl_verb_reload(CtlContext *ctx);
 int ctl_verb_hash(CtlContext *ctx);
 int ctl_verb_version(CtlContext *ctx);
+int ctl_verb_cert_issue(CtlContext *ctx);
+int ctl_verb_cert_list(CtlContext *ctx);
+int ctl_verb_cert_revoke(CtlContext *ctx);
+int ctl_verb_cert_crl(CtlContext *ctx);
+int ctl_verb_ca_show(CtlContext *ctx);
+
+/* verb-cert.c helpers, exposed for the tests */
+
+/* A certificate serial: exactly 32 hexadecimal characters (either case). */
+bool ctl_cert_serial_valid(const char *s);
+/* --valid: a duration from 1s to 825d (what secd accepts); -EINVAL malformed, -ERANGE out of range. */
+int ctl_cert_parse_validity(const char *s, uint64_t *ret);
+/* Certs.Revoke parameters for "SERIAL|NAME": a serial (lower-cased) if 32 hex characters, else a name; -EINVAL if neither. */
+int ctl_cert_revoke_params(const char *arg, json_object **ret);
+/* Table of a Certs.List reply's certificates. */
+int ctl_certs_table(json_object *certs, CtlTable **ret);
 
 /* verb-policy.c helpers, exposed for the tests */
 

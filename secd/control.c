@@ -21,12 +21,18 @@ static const ControlMethod control_methods[] = {
         { "io.secd.Status.Get", control_status_get },
         { "io.secd.Audit.Tail", control_audit_tail },
         { "io.secd.Service.Reload", control_service_reload },
+        { "io.secd.Certs.Issue", control_certs_issue },
+        { "io.secd.Certs.List", control_certs_list },
+        { "io.secd.Certs.Revoke", control_certs_revoke },
+        { "io.secd.Certs.Crl", control_certs_crl },
+        { "io.secd.CA.Get", control_ca_get },
         { "org.varlink.service.GetInfo", control_service_get_info },
         { "org.varlink.service.GetInterfaceDescription", control_service_get_interface_description },
 };
 
 static const char *const control_interfaces[] = {
-        "io.secd.Policy", "io.secd.Status", "io.secd.Audit", "io.secd.Service", "org.varlink.service",
+        "io.secd.Policy", "io.secd.Status", "io.secd.Audit", "io.secd.Service", "io.secd.Certs", "io.secd.CA",
+        "org.varlink.service",
 };
 
 static bool control_authorize(ControlConnection *c, const VarlinkCall *call);
@@ -70,6 +76,9 @@ ControlConnection *control_connection_free(ControlConnection *c) {
         sd_event_source_disable_unref(c->timer_source);
         safe_close(c->fd);
         varlink_buffer_free(c->input);
+        /* Replies may have carried a private key (Certs.Issue): no copy outlives the connection. */
+        if (c->output)
+                explicit_bzero(c->output, c->output_allocated);
         free(c->output);
         free(c->groups);
         log_debug("control #%" PRIu64 ": closed.", c->serial);
@@ -156,6 +165,9 @@ static int control_flush(ControlConnection *c) {
                 }
                 c->output_offset += (size_t) n;
         }
+        /* Sent: wipe it (see control_reply_secret()). */
+        if (c->output_size > 0)
+                explicit_bzero(c->output, c->output_size);
         c->output_offset = c->output_size = 0;
         return 0;
 }
@@ -170,14 +182,22 @@ static int control_queue(ControlConnection *c, char *message, size_t size) {
         }
         if (c->output_offset > 0) {
                 memmove(c->output, c->output + c->output_offset, pending);
+                /* The bytes behind the moved data are stale copies: wipe them. */
+                explicit_bzero(c->output + pending, c->output_size - pending);
                 c->output_size = pending;
                 c->output_offset = 0;
         }
         if (need > c->output_allocated) {
                 size_t a = MAX(need, MIN(c->output_allocated * 2, (size_t) c->manager->config.control_output_max));
-                char *n = realloc(c->output, a);
+                /* Not realloc(): it could leave a copy of queued bytes in freed memory. */
+                char *n = malloc(a);
                 if (!n)
                         return -ENOMEM;
+                if (c->output) {
+                        memcpy(n, c->output, c->output_size);
+                        explicit_bzero(c->output, c->output_allocated);
+                        free(c->output);
+                }
                 c->output = n;
                 c->output_allocated = a;
         }
@@ -189,17 +209,29 @@ static int control_queue(ControlConnection *c, char *message, size_t size) {
 }
 
 static int control_send(ControlConnection *c, int r, char *message, size_t size) {
-        _cleanup_free_ char *m = message;
-
         if (r < 0) {
                 log_error_errno(r, "control #%" PRIu64 ": cannot format a reply: %m", c->serial);
                 control_connection_kill(c);
                 return r;
         }
-        r = control_queue(c, m, size);
+        r = control_queue(c, message, size);
+        /* The formatted message is wiped whatever it held (see control_reply_secret()). */
+        explicit_bzero(message, size);
+        free(message);
         if (r < 0)
                 control_connection_kill(c);
         return r;
+}
+
+int control_reply_secret(ControlConnection *c, char *message, size_t size) {
+        if (!message)
+                return -EINVAL;
+        if (c->oneway) {
+                explicit_bzero(message, size);
+                free(message);
+                return 0;
+        }
+        return control_send(c, 0, message, size);
 }
 
 int control_reply(ControlConnection *c, json_object *parameters, bool continues) {

@@ -107,6 +107,14 @@ int control_reply(ControlConnection *c, json_object *parameters, bool continues)
 int control_error(ControlConnection *c, const char *error, json_object *parameters);
 int control_error_invalid_parameter(ControlConnection *c, const char *parameter);
 
+/*
+ * Queue a reply the caller serialised itself: a complete Varlink message of
+ * size bytes, its terminating NUL included. message is consumed and wiped.
+ * For replies that carry a secret (Certs.Issue): every copy the output
+ * queue makes is wiped too, when sent, moved, grown or freed.
+ */
+int control_reply_secret(ControlConnection *c, char *message, size_t size);
+
 /* Queue an unsolicited message (audit follow); drops the client when its queue is full. */
 int control_push(ControlConnection *c, json_object *parameters, bool continues);
 
@@ -126,6 +134,11 @@ int control_status_get(ControlConnection *c, const VarlinkCall *call);
 int control_service_reload(ControlConnection *c, const VarlinkCall *call);
 int control_audit_tail(ControlConnection *c, const VarlinkCall *call);
 int control_service_get_info(ControlConnection *c, const VarlinkCall *call);
+int control_certs_issue(ControlConnection *c, const VarlinkCall *call);
+int control_certs_list(ControlConnection *c, const VarlinkCall *call);
+int control_certs_revoke(ControlConnection *c, const VarlinkCall *call);
+int control_certs_crl(ControlConnection *c, const VarlinkCall *call);
+int control_ca_get(ControlConnection *c, const VarlinkCall *call);
 int control_service_get_interface_description(ControlConnection *c, const VarlinkCall *call);
 
 /* Push a newly written audit entry to every follower. */

@@ -712,6 +712,146 @@ static void test_man_page_and_completion(void **state) {
         assert_non_null(strstr(man, "SECCTL_SOCKET"));
 }
 
+static void test_cert_arguments(void **state) {
+        char dir[] = "/tmp/test-secctl-cert-XXXXXX";
+        char path[256];
+        struct stat st;
+        RunResult r;
+        json_object *params = NULL;
+        uint64_t usec = 0;
+        int fd;
+
+        assert_non_null(mkdtemp(dir));
+
+        /* Checked before secd is contacted. */
+        expect_usage(RUN("--socket", NO_SOCKET, "cert", "issue", "a/b", "--out", dir), "Invalid certificate name 'a/b'");
+        expect_usage(RUN("--socket", NO_SOCKET, "cert", "issue", "..x y", "--out", dir), "Invalid certificate name");
+        expect_usage(RUN("--socket", NO_SOCKET, "cert", "issue",
+                         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "--out", dir),
+                     "Invalid certificate name");
+        expect_usage(RUN("--socket", NO_SOCKET, "cert", "issue", "host1"), "'cert issue' needs --out DIR");
+        expect_usage(RUN("cert", "issue", "--out", dir), "'cert issue' needs 1 argument");
+        expect_usage(RUN("cert", "issue", "a", "b", "--out", dir), "takes at most 1 argument");
+        expect_usage(RUN("cert", "issue", "host1", "--out", dir, "--valid", "826d"), "Invalid --valid '826d'");
+        expect_usage(RUN("cert", "issue", "host1", "--out", dir, "--valid", "0"), "Invalid --valid '0'");
+        expect_usage(RUN("cert", "issue", "host1", "--out", dir, "--valid", "soon"), "Invalid --valid 'soon'");
+        expect_usage(RUN("cert", "issue", "host1", "--out", dir, "--valid", ""), "Invalid --valid");
+        expect_usage(RUN("cert", "issue", "host1", "--out", ""), "Invalid --out");
+        expect_usage(RUN("--socket", NO_SOCKET, "cert", "issue", "host1", "--out", "/nonexistent-secctl-test"),
+                     "Cannot open --out /nonexistent-secctl-test");
+        expect_usage(RUN("cert", "list", "--out", dir), "Option --out does not apply to 'cert list'");
+        expect_usage(RUN("cert", "issue", "host1", "--out", dir, "--all"), "Option --all does not apply");
+        expect_usage(RUN("cert", "revoke"), "'cert revoke' needs 1 argument");
+        expect_usage(RUN("cert", "revoke", "a b"), "Invalid argument 'a b'");
+        expect_usage(RUN("cert", "revoke", "secd://remote/x"), "Invalid argument");
+        expect_usage(RUN("cert", "crl", "x"), "'cert crl' takes no arguments");
+        expect_usage(RUN("ca", "show", "x"), "'ca show' takes no arguments");
+        expect_usage(RUN("ca"), "'ca' needs a verb: show");
+        expect_usage(RUN("cert", "frob"), "Unknown verb 'cert frob'");
+
+        /* Unreachable secd: exit 4, and nothing is left behind in DIR. */
+        r = RUN("--socket", NO_SOCKET, "cert", "issue", "host1", "--out", dir);
+        assert_int_equal(r.status, CTL_EXIT_UNREACHABLE);
+        run_result_done(&r);
+        snprintf(path, sizeof path, "%s/host1.key", dir);
+        assert_int_equal(lstat(path, &st), -1);
+        snprintf(path, sizeof path, "%s/host1.crt", dir);
+        assert_int_equal(lstat(path, &st), -1);
+
+        /* An existing key (or a symlink in its place) is never overwritten: exit 1, file as it was. */
+        snprintf(path, sizeof path, "%s/host1.key", dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "old", 3), 3);
+        close(fd);
+        r = RUN("--socket", NO_SOCKET, "cert", "issue", "host1", "--out", dir);
+        assert_int_equal(r.status, CTL_EXIT_FAILURE);
+        assert_contains(r.err, "Refusing to overwrite");
+        run_result_done(&r);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_size, 3);
+        assert_int_equal(st.st_mode & 07777, 0640);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(symlink("/nonexistent-secctl-target", path), 0);
+        r = RUN("--socket", NO_SOCKET, "cert", "issue", "host1", "--out", dir);
+        assert_int_equal(r.status, CTL_EXIT_FAILURE);
+        run_result_done(&r);
+        assert_int_equal(lstat("/nonexistent-secctl-target", &st), -1);
+        assert_int_equal(unlink(path), 0);
+        /* An existing certificate file: refused too, the key file made for this run is removed again. */
+        snprintf(path, sizeof path, "%s/host1.crt", dir);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        assert_true(fd >= 0);
+        close(fd);
+        r = RUN("--socket", NO_SOCKET, "cert", "issue", "host1", "--out", dir);
+        assert_int_equal(r.status, CTL_EXIT_FAILURE);
+        run_result_done(&r);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(unlink(path), 0);
+        snprintf(path, sizeof path, "%s/host1.key", dir);
+        assert_int_equal(lstat(path, &st), -1);
+        assert_int_equal(rmdir(dir), 0);
+
+        /* Durations. */
+        assert_int_equal(ctl_cert_parse_validity("30d", &usec), 0);
+        assert_int_equal(usec, UINT64_C(30) * 24 * 3600 * 1000000);
+        assert_int_equal(ctl_cert_parse_validity("825d", &usec), 0);
+        assert_int_equal(ctl_cert_parse_validity("1s", &usec), 0);
+        assert_int_equal(ctl_cert_parse_validity("1d12h", &usec), 0);
+        assert_int_equal(usec, UINT64_C(36) * 3600 * 1000000);
+        assert_true(ctl_cert_parse_validity("826d", &usec) < 0);
+        assert_true(ctl_cert_parse_validity("0", &usec) < 0);
+        assert_true(ctl_cert_parse_validity("-1d", &usec) < 0);
+        assert_true(ctl_cert_parse_validity(NULL, &usec) < 0);
+
+        /* Revoke: 32 hex characters are a serial (lower-cased), anything else a name. */
+        assert_int_equal(ctl_cert_revoke_params("0123456789ABCDEF0123456789abcdef", &params), 0);
+        assert_string_equal(json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN),
+                            "{\"serial\":\"0123456789abcdef0123456789abcdef\"}");
+        json_object_put(params);
+        assert_int_equal(ctl_cert_revoke_params("backup-1", &params), 0);
+        assert_string_equal(json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN), "{\"name\":\"backup-1\"}");
+        json_object_put(params);
+        /* 31 hex characters: a name. */
+        assert_int_equal(ctl_cert_revoke_params("0123456789abcdef0123456789abcde", &params), 0);
+        assert_non_null(strstr(json_object_to_json_string(params), "\"name\""));
+        json_object_put(params);
+        assert_int_equal(ctl_cert_revoke_params("a/b", &params), -EINVAL);
+        assert_true(ctl_cert_serial_valid("0123456789abcdef0123456789ABCDEF"));
+        assert_false(ctl_cert_serial_valid("0123456789abcdef0123456789abcdeg"));
+        assert_false(ctl_cert_serial_valid(NULL));
+}
+
+static void test_certs_table(void **state) {
+        json_object *reply = json_tokener_parse(
+                "{\"certificates\":["
+                "{\"serial\":\"00112233445566778899aabbccddeeff\",\"kind\":\"remote\",\"name\":\"backup-1\","
+                "\"not_before\":\"2026-01-01T00:00:00Z\",\"not_after\":\"2026-01-31T00:00:00Z\",\"revoked\":true,"
+                "\"revoked_at\":\"2026-01-02T00:00:00Z\"},"
+                "{\"serial\":\"ffeeddccbbaa99887766554433221100\",\"kind\":\"local\",\"uid\":1000,"
+                "\"sha256\":\"" ABC_SHA256 "\",\"not_before\":\"2026-01-01T00:00:00Z\","
+                "\"not_after\":\"2026-01-01T01:00:00Z\",\"revoked\":false}]}");
+        json_object *certs;
+        CtlTable *t = NULL;
+        char *s;
+
+        assert_non_null(reply);
+        assert_true(json_object_object_get_ex(reply, "certificates", &certs));
+        assert_int_equal(ctl_certs_table(certs, &t), 0);
+        s = table_to_string(t, true);
+        assert_string_equal(s,
+                            "SERIAL                            KIND    HOLDER                         NOT-AFTER             STATE\n"
+                            "00112233445566778899aabbccddeeff  remote  backup-1                       2026-01-31T00:00:00Z  revoked 2026-01-02T00:00:00Z\n"
+                            "ffeeddccbbaa99887766554433221100  local   uid 1000 sha256 ba7816bf8f01…  2026-01-01T01:00:00Z  valid\n");
+        free(s);
+        ctl_table_free(t);
+
+        json_object *bad = json_tokener_parse("[{\"serial\":\"x\",\"kind\":\"remote\"}]");
+        assert_int_equal(ctl_certs_table(bad, &t), -EBADMSG);
+        json_object_put(bad);
+        json_object_put(reply);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_verb_lookup),
@@ -730,6 +870,8 @@ int main(void) {
                 cmocka_unit_test(test_hash),
                 cmocka_unit_test(test_paths_and_names),
                 cmocka_unit_test(test_man_page_and_completion),
+                cmocka_unit_test(test_cert_arguments),
+                cmocka_unit_test(test_certs_table),
         };
 
         log_setup("secctl", LOG_TARGET_STDERR);
