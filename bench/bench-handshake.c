@@ -202,7 +202,8 @@ static void enroll(const char *socket_path, gnutls_x509_crt_t ca, gnutls_x509_cr
         check_gnutls(gnutls_x509_crq_set_dn_by_oid(crq, GNUTLS_OID_X520_COMMON_NAME, 0, "bench-handshake",
                                                    strlen("bench-handshake")), "crq dn");
         check_gnutls(gnutls_x509_crq_set_key(crq, key), "crq key");
-        check_gnutls(gnutls_x509_crq_sign2(crq, key, GNUTLS_DIG_SHA256, 0), "crq sign");
+        check_gnutls(gnutls_x509_crq_sign2(crq, key, pk == GNUTLS_PK_EDDSA_ED25519 ? GNUTLS_DIG_SHA512 : GNUTLS_DIG_SHA256, 0),
+                     "crq sign");
         check_gnutls(gnutls_x509_crq_export2(crq, GNUTLS_X509_FMT_PEM, &csr), "crq export");
         gnutls_x509_crq_deinit(crq);
 

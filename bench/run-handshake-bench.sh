@@ -144,12 +144,19 @@ if [ $BASELINE_ONLY = 0 ]; then
         wait_listen "$S/run/secd.sock" "$SECD_PID" || { cat "$S/log" >&2; exit 1; }
         wait_listen "127.0.0.1:$SECD_PORT" "$SECD_PID" || { cat "$S/log" >&2; exit 1; }
         export SECCTL_SOCKET=$S/run/control.sock
+        # Sockets are bound before the store and the CA open: wait until secd answers.
+        for _ in $(seq 1 100); do
+                "$SECCTL" status >/dev/null 2>&1 && [ -s "$S/state/ca.crt" ] && break
+                kill -0 "$SECD_PID" 2>/dev/null || { cat "$S/log" >&2; exit 1; }
+                sleep 0.1
+        done
         CA_CRT=$S/state/ca.crt
         CA_KEY=$S/state/ca.key
         cp "$CA_CRT" "$C/ca.crt"
         # A remote client certificate for the TCP endpoint (and the baselines),
         # admitted on the tcp endpoint by its name. The --dev rule (uid) admits
         # the Unix client.
+        mkdir -m 700 "$C/remote"
         "$SECCTL" cert issue bench --out "$C/remote" >/dev/null
         cp "$C/remote/bench.crt" "$C/client.crt"
         install -m 600 "$C/remote/bench.key" "$C/client.key"
