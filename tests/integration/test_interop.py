@@ -79,14 +79,14 @@ class TcpInteropTest(MtlsTestCase):
     def issue(self, name, *extra):
         """secctl cert issue NAME --out DIR: returns {ca, cert, key} paths (files 0600)."""
         out = os.path.join(self.secret_dir(), "out")
+        os.mkdir(out, 0o700)
         self.secctl("cert", "issue", name, "--out", out, *extra, expect=EXIT_SUCCESS)
         found = {}
         for path in glob.glob(os.path.join(out, "*")):
-            st = os.stat(path)
-            self.assertEqual(st.st_mode & 0o777, 0o600, f"{path} is not 0600")
             with open(path, "rb") as f:
                 data = f.read()
             if b"PRIVATE KEY-----" in data:
+                self.assertEqual(os.stat(path).st_mode & 0o777, 0o600, f"{path} is not 0600")
                 found["key"] = path
                 continue
             c = x509.load_pem_x509_certificate(data)
@@ -99,6 +99,19 @@ class TcpInteropTest(MtlsTestCase):
         with open(found["cert"]) as f:
             self.assertEqual(mt.cert_uris(f.read()), [f"secd://remote/{name}"])
         return found
+
+    # secctl/verb-cert.c:122,178 create ca.crt and NAME.crt 0644; issue 4 says
+    # "cert issue NAME --out DIR [--valid DURATION] (files 0600)". Reported
+    # to the lead; strict here, marked until it is settled (an unexpected
+    # success fails the run, so the marker cannot outlive the fix).
+    @unittest.expectedFailure
+    def test_cert_issue_writes_every_file_0600(self):
+        out = os.path.join(self.secret_dir(), "out")
+        os.mkdir(out, 0o700)
+        self.secctl("cert", "issue", "it-modes", "--out", out, expect=EXIT_SUCCESS)
+        modes = {n: os.stat(os.path.join(out, n)).st_mode & 0o777 for n in os.listdir(out)}
+        self.assertEqual(len(modes), 3, modes)
+        self.assertEqual(modes, {n: 0o600 for n in modes})
 
     def allow_cert(self, name):
         cp = self.secctl("--json", "policy", "allow", "--cert", name)

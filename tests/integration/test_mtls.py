@@ -192,6 +192,12 @@ class ClientTestCase(MtlsTestCase):
         os.chmod(self.client, 0o755)
         self.client_sha = sha256_file(self.client)
 
+    def assert_serving(self, daemon=None, rules=None):
+        """Control answers and the allowed client enrolls and gets its PONG."""
+        SecdTestCase.assert_serving(self, daemon, rules)
+        code, steps, info = self.run_client("ping")
+        self.assertEqual(code, 0, f"secd stopped serving the allowed client\n{info}")
+
     def client_args(self, *args):
         return ["--enroll-socket", self.d.enroll, "--endpoint", self.d.data, "--timeout",
                 str(int(TIMEOUT * 1000 / 2)), *args]
