@@ -57,6 +57,8 @@ struct secclient {
         /* Credentials. The key PEM lives only here, wiped on replacement and free. */
         char *ca_pem, *cert_pem, *key_pem;
         gnutls_certificate_credentials_t cred;
+        /* The credentials the live session was set up with (may be older than cred after a renewal). */
+        gnutls_certificate_credentials_t session_cred;
         uint64_t not_before_usec, not_after_usec;
         bool renewable;         /* made by our own enrollment: renew by enrolling again */
 
@@ -329,6 +331,9 @@ static void connection_close(secclient *c) {
                 gnutls_deinit(c->session);
                 c->session = NULL;
         }
+        if (c->session_cred && c->session_cred != c->cred)
+                gnutls_certificate_free_credentials(c->session_cred);
+        c->session_cred = NULL;
         c->fd = safe_close(c->fd);
         c->connected = false;
         frame_reader_reset(c->reader);
@@ -337,10 +342,10 @@ static void connection_close(secclient *c) {
 }
 
 static void credentials_clear(secclient *c) {
-        if (c->cred) {
+        /* A live session keeps using its credentials until it is closed. */
+        if (c->cred && c->cred != c->session_cred)
                 gnutls_certificate_free_credentials(c->cred);
-                c->cred = NULL;
-        }
+        c->cred = NULL;
         c->ca_pem = mfree(c->ca_pem);
         c->cert_pem = mfree(c->cert_pem);
         erase_and_free(c->key_pem);
@@ -1091,8 +1096,10 @@ static int connect_once(secclient *c) {
                 { .type = GNUTLS_DT_KEY_PURPOSE_OID, .data = (unsigned char *) GNUTLS_KP_TLS_WWW_SERVER },
         };
         g = gnutls_priority_set_direct(s, CLIENT_TLS_PRIORITY, NULL);
-        if (g >= 0)
+        if (g >= 0) {
                 g = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, c->cred);
+                c->session_cred = c->cred;
+        }
         if (g >= 0) {
                 /* The chain must lead to secd's CA (the only trust anchor) and carry the server purpose. */
                 gnutls_session_set_verify_cert2(s, vdata, ELEMENTSOF(vdata), 0);

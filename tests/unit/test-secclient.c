@@ -939,6 +939,7 @@ typedef struct EnrollServer {
         Pki *pki;
         const char *error;   /* answer with this Varlink error instead */
         const char *error_parameters;
+        time_t not_before_offset, not_after_offset;  /* of issued certificates; 0,0: -10 s, +1 h */
         pthread_t thread;
         unsigned n_calls;
 } EnrollServer;
@@ -993,7 +994,9 @@ static void *enroll_run(void *userdata) {
                         assert_int_equal(gnutls_x509_crq_import(crq, &d, GNUTLS_X509_FMT_PEM), 0);
                         assert_int_equal(gnutls_x509_crq_verify(crq, 0), 0);
                         assert_int_equal(gnutls_x509_crq_get_pk_algorithm(crq, NULL), GNUTLS_PK_EDDSA_ED25519);
-                        cert = pki_issue(es->pki, NULL, crq, GNUTLS_KP_TLS_WWW_CLIENT, now - 10, now + 3600);
+                        cert = pki_issue(es->pki, NULL, crq, GNUTLS_KP_TLS_WWW_CLIENT,
+                                         now + (es->not_after_offset ? es->not_before_offset : -10),
+                                         now + (es->not_after_offset ?: 3600));
                         gnutls_x509_crq_deinit(crq);
                         json_object_object_add(out, "certificate", json_object_new_string(cert));
                         json_object_object_add(out, "ca", json_object_new_string(es->pki->ca_pem));
@@ -1060,11 +1063,33 @@ static void test_enroll(void **state) {
         /* Explicit enrollment replaces the credentials. */
         assert_int_equal(secclient_enroll(c), 0);
         assert_int_equal(es.n_calls, 2);
+        /* The live session keeps its (old) credentials. */
+        assert_int_equal(secclient_ping(c, "still", 5), 0);
+        assert_int_equal(secclient_enroll(c), 0);
+        assert_int_equal(secclient_ping(c, "still", 5), 0);
+        assert_int_equal(es.n_calls, 3);
         secclient_disconnect(c);
         assert_int_equal(secclient_connect(c), 0);
         assert_int_equal(client_session_resumed(c), 0); /* new certificate, no stale ticket */
         secclient_free(c);
         enroll_server_stop(&es);
+
+        /* Certificates past half-life are renewed at connect; a failed renewal keeps the old one. */
+        enroll_server_start(&es, &pki, NULL, NULL);
+        es.not_before_offset = -3000;
+        es.not_after_offset = 600;
+        assert_int_equal(secclient_new(&c), 0);
+        assert_int_equal(secclient_set_enroll_socket(c, es.path), 0);
+        assert_int_equal(secclient_set_endpoint(c, srv.path), 0);
+        assert_int_equal(secclient_enroll(c), 0);
+        assert_int_equal(es.n_calls, 1);
+        assert_int_equal(secclient_connect(c), 0);
+        assert_int_equal(es.n_calls, 2);
+        secclient_disconnect(c);
+        enroll_server_stop(&es);
+        assert_int_equal(secclient_connect(c), 0);
+        assert_int_equal(secclient_ping(c, "old", 3), 0);
+        secclient_free(c);
 
         /* Refusals. */
         static const struct {
