@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -282,7 +284,7 @@ static void *server_run(void *userdata) {
         return NULL;
 }
 
-static void server_start(Server *srv, Pki *pki, ServerMode mode, const char *server_purpose) {
+static void server_start_family(Server *srv, Pki *pki, ServerMode mode, const char *server_purpose, int family) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         gnutls_datum_t ca = { (unsigned char *) pki->ca_pem, (unsigned) strlen(pki->ca_pem) };
         time_t now = time(NULL);
@@ -301,13 +303,33 @@ static void server_start(Server *srv, Pki *pki, ServerMode mode, const char *ser
         assert_int_equal(gnutls_session_ticket_key_generate(&srv->ticket_key), 0);
         creds_done(&sc);
 
-        srv->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        srv->listen_fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         assert_true(srv->listen_fd >= 0);
-        strcpy(sa.sun_path, srv->path);
-        assert_int_equal(bind(srv->listen_fd, (struct sockaddr *) &sa, sizeof sa), 0);
+        if (family == AF_INET) {
+                struct sockaddr_in in = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+                socklen_t len = sizeof in;
+
+                assert_int_equal(bind(srv->listen_fd, (struct sockaddr *) &in, sizeof in), 0);
+                assert_int_equal(getsockname(srv->listen_fd, (struct sockaddr *) &in, &len), 0);
+                snprintf(srv->path, sizeof srv->path, "127.0.0.1:%u", ntohs(in.sin_port));
+        } else if (family == AF_INET6) {
+                struct sockaddr_in6 in6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+                socklen_t len = sizeof in6;
+
+                assert_int_equal(bind(srv->listen_fd, (struct sockaddr *) &in6, sizeof in6), 0);
+                assert_int_equal(getsockname(srv->listen_fd, (struct sockaddr *) &in6, &len), 0);
+                snprintf(srv->path, sizeof srv->path, "[::1]:%u", ntohs(in6.sin6_port));
+        } else {
+                strcpy(sa.sun_path, srv->path);
+                assert_int_equal(bind(srv->listen_fd, (struct sockaddr *) &sa, sizeof sa), 0);
+        }
         assert_int_equal(listen(srv->listen_fd, 8), 0);
         assert_int_equal(pipe2(srv->stop_pipe, O_CLOEXEC), 0);
         assert_int_equal(pthread_create(&srv->thread, NULL, server_run, srv), 0);
+}
+
+static void server_start(Server *srv, Pki *pki, ServerMode mode, const char *server_purpose) {
+        server_start_family(srv, pki, mode, server_purpose, AF_UNIX);
 }
 
 static void server_stop(Server *srv) {
@@ -316,7 +338,8 @@ static void server_stop(Server *srv) {
         close(srv->stop_pipe[0]);
         close(srv->stop_pipe[1]);
         close(srv->listen_fd);
-        unlink(srv->path);
+        if (srv->path[0] == '/')
+                unlink(srv->path);
         rmdir(srv->dir);
         gnutls_certificate_free_credentials(srv->cred);
         gnutls_memset(srv->ticket_key.data, 0, srv->ticket_key.size);
@@ -810,6 +833,85 @@ static void test_connect_ping_pipeline(void **state) {
         pki_done(&pki);
 }
 
+static bool ipv6_loopback_works(void) {
+        struct sockaddr_in6 in6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+        int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        bool ok = fd >= 0 && bind(fd, (struct sockaddr *) &in6, sizeof in6) == 0;
+
+        if (fd >= 0)
+                close(fd);
+        return ok;
+}
+
+static void test_connect_tcp(void **state) {
+        Pki pki;
+        Server srv;
+        time_t now = time(NULL);
+        Creds cc;
+        secclient *c;
+        int families[] = { AF_INET, AF_INET6 };
+
+        pki_init(&pki, "test CA");
+        cc = pki_creds(&pki, GNUTLS_KP_TLS_WWW_CLIENT, now - 60, now + 3600);
+        for (size_t i = 0; i < ELEMENTSOF(families); i++) {
+                if (families[i] == AF_INET6 && !ipv6_loopback_works()) {
+                        print_message("no IPv6 loopback: [::1] not tested\n");
+                        continue;
+                }
+                server_start_family(&srv, &pki, SERVER_NORMAL, GNUTLS_KP_TLS_WWW_SERVER, families[i]);
+                c = client_for(&srv, &pki, &cc);
+                assert_int_equal(secclient_connect(c), 0);
+                assert_int_equal(secclient_ping(c, "tcp", 3), 0);
+                secclient_disconnect(c);
+                assert_int_equal(secclient_connect(c), 0);
+                assert_int_equal(client_session_resumed(c), 1);
+                assert_int_equal(secclient_ping(c, "tcp", 3), 0);
+                secclient_free(c);
+                server_stop(&srv);
+        }
+        creds_done(&cc);
+        pki_done(&pki);
+}
+
+/* A socket that accepts into its backlog and never speaks TLS: connect times out in time. */
+static void test_connect_timeout(void **state) {
+        Pki pki;
+        time_t now = time(NULL);
+        Creds cc;
+        secclient *c = NULL;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        char dir[] = "/tmp/test-secclient-XXXXXX";
+        struct timespec t0, t1;
+        int fd;
+        long ms;
+
+        pki_init(&pki, "test CA");
+        cc = pki_creds(&pki, GNUTLS_KP_TLS_WWW_CLIENT, now - 60, now + 3600);
+        assert_non_null(mkdtemp(dir));
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s/secd.sock", dir);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof sa), 0);
+        assert_int_equal(listen(fd, 8), 0);
+
+        assert_int_equal(secclient_new(&c), 0);
+        assert_int_equal(secclient_set_endpoint(c, sa.sun_path), 0);
+        assert_int_equal(secclient_load_credentials(c, pki.ca_pem, cc.cert, cc.key), 0);
+        assert_int_equal(secclient_set_timeout(c, 300), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(secclient_connect(c), -ETIMEDOUT);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        assert_true(ms >= 250 && ms < 3000);
+        assert_non_null(secclient_last_error(c));
+        secclient_free(c);
+
+        close(fd);
+        unlink(sa.sun_path);
+        rmdir(dir);
+        creds_done(&cc);
+        pki_done(&pki);
+}
+
 static void test_connect_refused(void **state) {
         Pki pki, other;
         Server srv;
@@ -1140,6 +1242,8 @@ int main(void) {
                 cmocka_unit_test(test_creds_bad),
                 cmocka_unit_test(test_load_credentials_bad),
                 cmocka_unit_test(test_connect_ping_pipeline),
+                cmocka_unit_test(test_connect_tcp),
+                cmocka_unit_test(test_connect_timeout),
                 cmocka_unit_test(test_connect_refused),
                 cmocka_unit_test(test_reconnect),
                 cmocka_unit_test(test_enroll),
