@@ -130,7 +130,7 @@ void ctl_help(FILE *f) {
 
         fprintf(f,
                 "\nA SELECTOR is one of --user, --uid, --group, --gid, --path, --sha256,\n"
-                "--binary or --endpoint; a rule needs at least one, and all must match.\n"
+                "--binary, --endpoint or --cert; a rule needs at least one, and all must match.\n"
                 "\nExit status:\n");
         for (size_t i = 0; i < ELEMENTSOF(exit_statuses); i++)
                 fprintf(f, "  %d  %s\n", exit_statuses[i].code, exit_statuses[i].help);
