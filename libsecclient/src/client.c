@@ -956,6 +956,20 @@ static int frame_error_report(secclient *c, const Frame *f) {
         return frame_error_to_errno(code);
 }
 
+static int stash_push(secclient *c, Frame *f) {
+        if (c->stash_n >= CLIENT_STASH_MAX) {
+                frame_free(f);
+                return -ENOBUFS;
+        }
+        if (c->stash_tail)
+                c->stash_tail->next = f;
+        else
+                c->stash_head = f;
+        c->stash_tail = f;
+        c->stash_n++;
+        return 0;
+}
+
 /*
  * Wait for the reply to request_id, stashing other replies for
  * secclient_recv(). An ERROR with request id 0 concerns the connection and
@@ -973,16 +987,9 @@ static int reply_wait(secclient *c, uint32_t request_id, uint64_t deadline, Fram
                         *ret = f;
                         return 0;
                 }
-                if (c->stash_n >= CLIENT_STASH_MAX) {
-                        frame_free(f);
-                        return -ENOBUFS;
-                }
-                if (c->stash_tail)
-                        c->stash_tail->next = f;
-                else
-                        c->stash_head = f;
-                c->stash_tail = f;
-                c->stash_n++;
+                r = stash_push(c, f);
+                if (r < 0)
+                        return r;
         }
 }
 
@@ -1214,8 +1221,37 @@ static int reconnect(secclient *c) {
         return r;
 }
 
+/*
+ * Read what secd already sent, without waiting, so that a hang-up or a
+ * connection-level ERROR (idle timeout, shutdown, revocation) is noticed
+ * before we write on a dead connection. Replies go to the stash.
+ */
+static void connection_poll(secclient *c) {
+        while (c->connected && c->stash_n < CLIENT_STASH_MAX) {
+                Frame *f = NULL;
+
+                if (c->rpos >= c->rlen && gnutls_record_check_pending(c->session) == 0) {
+                        struct pollfd p = { .fd = c->fd, .events = POLLIN };
+
+                        if (poll(&p, 1, 0) <= 0)
+                                return;
+                }
+                if (frame_read(c, mono_ms(), &f) < 0)
+                        return; /* nothing whole yet (the connection lives), or closed */
+                if (f->type == FRAME_ERROR && f->request_id == 0) {
+                        (void) frame_error_report(c, f);
+                        frame_free(f);
+                        connection_close(c);
+                        return;
+                }
+                (void) stash_push(c, f);
+        }
+}
+
 /* Connected, or reconnected if a previous connection dropped; -ENOTCONN if never connected. */
 static int connection_ensure(secclient *c) {
+        if (c->connected)
+                connection_poll(c);
         if (c->connected)
                 return 0;
         if (!c->want_connected)
@@ -1249,7 +1285,7 @@ _public_ int secclient_ping(secclient *c, const void *payload, size_t len) {
         if (r < 0)
                 return r;
         r = ping_once(c, payload, len, deadline_after(c->timeout_ms));
-        if (r == -ECONNRESET && c->want_connected) {
+        if (r < 0 && !c->connected && c->want_connected && reconnect_worth_trying(r)) {
                 /* PING is idempotent: one more try on a fresh connection. */
                 r = reconnect(c);
                 if (r >= 0)

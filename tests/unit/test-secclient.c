@@ -145,6 +145,7 @@ typedef enum ServerMode {
         SERVER_NORMAL,
         SERVER_REFUSE,          /* ERROR NOT_ADMITTED (request id 0) after the handshake, then close */
         SERVER_DROP_AFTER_ONE,  /* close each connection after its second frame (probe + one) */
+        SERVER_IDLE_AFTER_ONE,  /* the same, with ERROR IDLE_TIMEOUT (request id 0) before the close */
 } ServerMode;
 
 typedef struct Server {
@@ -258,6 +259,10 @@ static void serve_connection(Server *srv, int fd) {
                         frame_reader_reset(reader);
                         if (srv->mode == SERVER_DROP_AFTER_ONE && n_frames == 2)
                                 goto out;
+                        if (srv->mode == SERVER_IDLE_AFTER_ONE && n_frames == 2) {
+                                (void) write_error(s, 0, FRAME_ERROR_IDLE_TIMEOUT, "idle timeout");
+                                goto out;
+                        }
                 }
         }
 out:
@@ -1004,28 +1009,42 @@ static void test_reconnect(void **state) {
         /* The drop is seen by ping itself, which reconnects (resuming) and retries once. */
         assert_int_equal(secclient_ping(c, "2", 1), 0);
         assert_int_equal(client_session_resumed(c), 1);
-        /* send after a drop: recv reports the drop, the next send reconnects. */
+        /* A hang-up noticed before writing: send reconnects first. */
         {
                 uint8_t type;
-                uint32_t id;
+                uint32_t id, sent;
                 void *payload;
                 size_t len;
 
-                /* The hang-up races with this send: either it or the recv meets it. */
-                int r = secclient_send(c, FRAME_PING, "3", 1, &id);
-                if (r == 0)
-                        assert_int_equal(secclient_recv(c, &type, &id, &payload, &len), -ECONNRESET);
-                else
-                        assert_int_equal(r, -ECONNRESET);
-                assert_int_equal(secclient_recv(c, &type, &id, &payload, &len), -ENOTCONN);
-                assert_int_equal(secclient_send(c, FRAME_PING, "4", 1, &id), 0);
+                usleep(200 * 1000); /* the server has closed connection 2 */
+                assert_int_equal(secclient_send(c, FRAME_PING, "3", 1, &sent), 0);
                 assert_int_equal(secclient_recv(c, &type, &id, &payload, &len), 0);
                 assert_int_equal(type, FRAME_PONG);
+                assert_int_equal(id, sent);
                 free(payload);
+                /* Connection 3 is closed after that reply: recv reports it, once. */
+                assert_int_equal(secclient_recv(c, &type, &id, &payload, &len), -ECONNRESET);
+                assert_int_equal(secclient_recv(c, &type, &id, &payload, &len), -ENOTCONN);
         }
         secclient_free(c);
         server_stop(&srv);
         assert_int_equal(srv.n_connections, 3);
+
+
+        /* ERROR IDLE_TIMEOUT (id 0) and a close: the next ping reconnects, resuming. */
+        server_start(&srv, &pki, SERVER_IDLE_AFTER_ONE, GNUTLS_KP_TLS_WWW_SERVER);
+        c = client_for(&srv, &pki, &cc);
+        assert_int_equal(secclient_connect(c), 0);
+        assert_int_equal(secclient_ping(c, "1", 1), 0);
+        usleep(200 * 1000);
+        assert_int_equal(secclient_ping(c, "2", 1), 0);
+        assert_int_equal(client_session_resumed(c), 1);
+        /* Without a pause: ping meets the ERROR before writing or in its round trip, and retries. */
+        assert_int_equal(secclient_ping(c, "3", 1), 0);
+        assert_int_equal(secclient_ping(c, "4", 1), 0);
+        secclient_free(c);
+        server_stop(&srv);
+        assert_int_equal(srv.n_connections, 4);
 
         creds_done(&cc);
         pki_done(&pki);
