@@ -20,7 +20,7 @@ import unittest
 
 from cryptography import x509
 
-from secdtest import EXIT_SUCCESS, Deadline, TIMEOUT, base_env, die_with_parent, sha256_file
+from secdtest import SECD, EXIT_SUCCESS, Deadline, TIMEOUT, base_env, die_with_parent, sha256_file
 import mtlstest as mt
 from test_mtls import MtlsTestCase
 
@@ -46,6 +46,18 @@ class UnixInteropTest(MtlsTestCase):
         self.assert_pong(conn.ping(7, b"secd-it"))
         self.assert_pong(conn.ping(8, b"again"), 8, b"again")
         conn.close()
+
+    def test_configured_client_cert_lifetime(self):
+        if not mt.secd_help_has(SECD, "client-cert-lifetime"):
+            self.skipTest("secd has no client_cert_lifetime option yet")
+        self.require_enroll()
+        d2 = self.secd_dev(name="secd-short", extra_args=("--client-cert-lifetime", "90s"))
+        _, reply = mt.enroll_python(d2.enroll)
+        cert = x509.load_pem_x509_certificate(reply["certificate"].encode())
+        left = (cert.not_valid_after - datetime.datetime.utcnow()).total_seconds()
+        self.assertTrue(0 < left <= 91, f"{left:.0f} s left on a 90 s certificate")
+        self.assertTrue(reply["expires"].endswith("Z"), reply["expires"])
+        d2.stop()
 
 
 class TcpInteropTest(MtlsTestCase):

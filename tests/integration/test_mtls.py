@@ -177,6 +177,23 @@ class MtlsTestCase(SecdTestCase):
         doc = self.secctl_json("audit", "--limit", "1000")
         return doc["entries"] if isinstance(doc, dict) else doc
 
+    def last_audit_id(self):
+        return max((e["id"] for e in self.audit_entries()), default=0)
+
+    def decisions_since(self, after_id, endpoint=None):
+        return [e["fields"] for e in self.audit_entries()
+                if e["id"] > after_id and e["kind"] == "decision"
+                and (endpoint is None or e["fields"].get("endpoint") == endpoint)]
+
+    def assert_data_refusal_recorded(self, after_id, serial, **facts):
+        """The data endpoint recorded a denial of this certificate with these facts."""
+        def find():
+            return [f for f in self.decisions_since(after_id, "data")
+                    if f.get("cert_serial") == serial and f.get("admit") is False
+                    and all(f.get(k) == v for k, v in facts.items())]
+        wait_until(find, what=f"a recorded data denial of certificate {serial} with {facts}: "
+                              f"{self.decisions_since(after_id)}")
+
 
 class ClientTestCase(MtlsTestCase):
     """Tests that run secd-test-client (libsecclient) as various uids and binaries."""
@@ -300,9 +317,13 @@ class ClientAdmissionTest(ClientTestCase):
         self.allow_only(self.client_sha)
         self.add_rule("allow", "--uid", str(NOBODY_UID), "--sha256", self.client_sha)
         bundle = self.dump_creds()
+        serial = mt.serial_hex(self.bundle_pems(bundle)[1])
+        after = self.last_audit_id()
         code, steps, info = self.run_with_creds(bundle, "ping", uid=NOBODY_UID)
         self.assert_client_refused(steps, info)
         self.assertTrue(steps["creds-recv"]["ok"], info)
+        self.assert_data_refusal_recorded(after, serial, uid=NOBODY_UID,
+                                          exe=self.client)
         # Control: nobody's own enrollment works, and root's stolen bundle
         # still works for root.
         code, steps, info = self.run_client("ping", uid=NOBODY_UID)
@@ -332,9 +353,12 @@ class ClientAdmissionTest(ClientTestCase):
     def test_stolen_certificate_used_by_another_binary_is_refused(self):
         self.allow_only(self.client_sha)
         bundle = self.dump_creds()
+        serial = mt.serial_hex(self.bundle_pems(bundle)[1])
         clone = mt.copy_with_flipped_marker(self.client, self.path("bin", "modified-client"))
+        after = self.last_audit_id()
         code, steps, info = self.run_with_creds(bundle, "ping", exe=clone)
         self.assert_client_refused(steps, info)
+        self.assert_data_refusal_recorded(after, serial, uid=0, sha256=sha256_file(clone))
         # Even when the policy admits the other binary too, the certificate
         # names the executable it was issued to.
         self.add_rule("allow", "--uid", "0", "--sha256", sha256_file(clone))
