@@ -32,6 +32,9 @@ typedef struct Config {
         uint64_t hash_cache_entries;
         uint64_t audit_max_rows;
         uint64_t drain_timeout;         /* usec */
+        uint64_t handshake_timeout;     /* usec: TLS handshake and admission on data/tcp */
+        uint64_t data_idle_timeout;     /* usec: between frames on data/tcp */
+        uint64_t frame_payload_max;     /* bytes of one frame's payload (hard cap 16 MiB) */
         uint64_t client_cert_lifetime;  /* usec: enrollment certificates */
         uint64_t server_cert_lifetime;  /* usec: the endpoints' server certificate */
         uint64_t enroll_rate_limit;     /* Enroll.Issue calls per uid per enroll_rate_interval */

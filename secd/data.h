@@ -16,3 +16,12 @@
  * a revocation has been committed.
  */
 void data_connections_revoked(Manager *m, const char *serial_hex);
+
+/* A connection accepted on the data or tcp endpoint (fd is consumed). */
+int data_connection_new(Manager *m, PolicyEndpoint kind, int fd);
+
+/* SIGTERM: send SHUTTING_DOWN to every open session and close them all. */
+void data_stop(Manager *m);
+
+/* Free every session (manager_free()). */
+void data_free_all(Manager *m);

@@ -8,6 +8,7 @@
 
 #include "admission.h"
 #include "control.h"
+#include "data.h"
 #include "endpoint.h"
 #include "log.h"
 
@@ -113,15 +114,15 @@ static int endpoint_on_accept(sd_event_source *s, int fd, uint32_t revents, void
 
         switch (e->kind) {
         case POLICY_ENDPOINT_DATA:
+        case POLICY_ENDPOINT_TCP:
+                /* mTLS, then admission by certificate and (Unix) the live process: data.c. */
+                (void) data_connection_new(m, e->kind, TAKE_FD(cfd));
+                return 0;
         case POLICY_ENDPOINT_ENROLL:
-                /* Until mTLS lands: judge the peer, record the decision, close. */
+                /* Until the enroll server lands: judge the peer, record the decision, close. */
                 m->n_connections[e->kind]++;
                 admission_check(m, e->kind, cfd);
                 m->n_connections[e->kind]--;
-                return 0;
-        case POLICY_ENDPOINT_TCP:
-                /* Nothing to say before TLS lands; no fake protocol. */
-                log_debug("tcp: connection accepted and closed (TLS not available yet).");
                 return 0;
         case POLICY_ENDPOINT_CONTROL:
                 (void) control_connection_new(m, TAKE_FD(cfd));

@@ -6,10 +6,13 @@
 
 #include "ca.h"
 #include "control.h"
+#include "data.h"
 #include "endpoint.h"
+#include "hash-pool.h"
 #include "log.h"
 #include "manager.h"
 #include "secd-messages.h"
+#include "tls.h"
 
 /* Trim the audit table every this many appends (a DELETE over an index, cheap). */
 #define MANAGER_AUDIT_TRIM_EVERY 256
@@ -38,6 +41,9 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         while (m->connections)
                 control_connection_free(m->connections);
+        data_free_all(m);
+        hash_pool_free(m->hash_pool);
+        tls_server_free(m->tls);
         ca_free(m->ca);
         for (size_t i = 0; i < ELEMENTSOF(m->endpoints); i++)
                 m->endpoints[i] = endpoint_free(m->endpoints[i]);
@@ -123,6 +129,9 @@ int manager_hash_cache_setup(Manager *m) {
         r = exe_hash_cache_new((size_t) m->config.hash_cache_entries, m->config.hash_max_size, &c);
         if (r < 0)
                 return log_error_errno(r, "Cannot create the executable hash cache: %m");
+        /* Workers hash through the cache: hand them the new one before the old one goes. */
+        if (m->hash_pool)
+                hash_pool_set_cache(m->hash_pool, c);
         exe_hash_cache_free(m->hash_cache);
         m->hash_cache = c;
         m->hash_max_size_running = m->config.hash_max_size;

@@ -18,11 +18,15 @@
 #include <sys/stat.h>
 #include <systemd/sd-daemon.h>
 
+#include "ca.h"
 #include "control.h"
+#include "data.h"
 #include "endpoint.h"
+#include "hash-pool.h"
 #include "log.h"
 #include "manager.h"
 #include "secd-messages.h"
+#include "tls.h"
 
 #define EXIT_USAGE 2
 #define NSS_BUFFER_MAX (UINT64_C(1) << 20)
@@ -189,6 +193,8 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
                 log_error_errno(r, "Cannot arm the drain timer, exiting now: %m");
                 return sd_event_exit(m->event, m->exit_code);
         }
+        /* Data sessions get SHUTTING_DOWN and are closed now. */
+        data_stop(m);
         /* Closes idle connections and followers; exits the loop when none is left. */
         control_stop(m);
         return 0;
@@ -365,7 +371,14 @@ static int run(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         if (manager_hash_cache_setup(m) < 0 || manager_open_store(m) < 0)
                 return EXIT_FAILURE;
+        r = hash_pool_new(m->event, m->hash_cache, &m->hash_pool);
+        if (r < 0) {
+                (void) log_error_errno(r, "Cannot start the hashing threads: %m");
+                return EXIT_FAILURE;
+        }
         if (manager_ca_open(m) < 0)
+                return EXIT_FAILURE;
+        if (tls_server_new(m->event, &m->tls) < 0)
                 return EXIT_FAILURE;
         if (m->dev && dev_seed_policy(m) < 0)
                 return EXIT_FAILURE;

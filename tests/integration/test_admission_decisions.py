@@ -1,6 +1,9 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""Admission on the data and enroll endpoints, as the audit trail records it.
+"""Admission on accept (the enroll endpoint), as the audit trail records it.
+
+The data endpoint admits only after an mTLS handshake (test_data_endpoint.py,
+test_mtls.py); the facts and the decision recorded are the same.
 
 Until mTLS exists secd judges every connecting process, records the
 decision and closes the connection. The tests connect as real processes
@@ -92,13 +95,13 @@ class AdmissionTest(SecdTestCase):
                          f"the decision does not carry the peer's attested pid: {hits[0]}")
         return hits[0]
 
-    def connect_as_root(self, endpoint="data"):
-        path = self.d.data if endpoint == "data" else self.d.enroll
+    def connect_as_root(self, endpoint="enroll"):
+        path = self.d.enroll if endpoint == "data" else self.d.enroll
         after = self.last_audit_id()
         return self.decision_for(connect_and_wait(path), after)
 
-    def connect_as_nobody(self, endpoint="data"):
-        path = self.d.data if endpoint == "data" else self.d.enroll
+    def connect_as_nobody(self, endpoint="enroll"):
+        path = self.d.enroll if endpoint == "data" else self.d.enroll
         after = self.last_audit_id()
         return self.decision_for(run_as(NOBODY_UID, connect_and_wait, path), after)
 
@@ -119,7 +122,7 @@ class AdmissionTest(SecdTestCase):
         self.assertEqual(f["gid"], os.getgid())
         self.assertEqual(f["exe"], PYTHON_EXE)
         self.assertEqual(f["sha256"], self.python_sha, "the hash secd computed is not sha256sum's")
-        self.assertEqual(f["endpoint"], "data")
+        self.assertEqual(f["endpoint"], "enroll")
         self.assertEqual(f["rule"], self.dev_rule())
         self.assertEqual(f["generation"], self.generation())
         self.assertIn("allow", e["message"])
@@ -175,7 +178,9 @@ class AdmissionTest(SecdTestCase):
         self.add_rule("allow", "--uid", str(NOBODY_UID), "--endpoint", "enroll",
                       "--sha256", self.python_sha)
         self.assertEqual(self.connect_as_nobody("enroll")["fields"]["verdict"], "allow")
-        self.assertEqual(self.connect_as_nobody("data")["fields"]["verdict"], "deny")
+        doc = self.secctl_json("policy", "test", "--uid", str(NOBODY_UID), "--gid", "65534",
+                               "--binary", "/usr/bin/python3", "--endpoint", "data", expect=None)
+        self.assertFalse(doc["allow"], doc)
 
         # Another executable (a copy of the interpreter with other bytes) is
         # judged by its own path and hash.
@@ -192,7 +197,7 @@ class AdmissionTest(SecdTestCase):
         # Allowed by path alone.
         rid = self.add_rule("allow", "--path", clone)
         after = self.last_audit_id()
-        e = self.decision_for(self.run_clone(clone, self.d.data), after)
+        e = self.decision_for(self.run_clone(clone, self.d.enroll), after)
         self.assertEqual((e["fields"]["verdict"], e["fields"]["rule"]), ("allow", rid), e)
 
     def run_connect(self, argv, path):
@@ -216,7 +221,7 @@ class AdmissionTest(SecdTestCase):
                 try:
                     os.close(r)
                     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                    s.connect(self.d.data)
+                    s.connect(self.d.enroll)
                     os.write(w, b"c")
                     s.settimeout(60)
                     s.recv(1)
@@ -258,7 +263,7 @@ class AdmissionTest(SecdTestCase):
         if shutil.which("unshare"):
             after = self.last_audit_id()
             # Inside the namespace the pid is the same (no pid namespace), the uid is unmapped.
-            e = self.decision_for(self.run_connect(["unshare", "--user"], self.d.data), after)
+            e = self.decision_for(self.run_connect(["unshare", "--user"], self.d.enroll), after)
             self.assertEqual((e["fields"]["verdict"], e["fields"]["admit"]), ("deny", False), e)
             self.assertIn("namespace", e["fields"]["reason"])
         else:
@@ -292,7 +297,7 @@ class AdmissionTest(SecdTestCase):
     def test_policy_test_agrees_with_admission(self):
         """What 'policy test' predicts is what admission decides."""
         self.add_rule("allow", "--uid", str(NOBODY_UID), "--endpoint", "data")
-        for endpoint in ("data", "enroll"):
+        for endpoint in ("enroll",):
             with self.subTest(endpoint=endpoint):
                 doc = self.secctl_json("policy", "test", "--uid", str(NOBODY_UID), "--gid", "65534",
                                        "--binary", "/usr/bin/python3", "--endpoint", endpoint,

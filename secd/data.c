@@ -1,0 +1,575 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include "admission.h"
+#include "ca.h"
+#include "data.h"
+#include "frame.h"
+#include "log.h"
+#include "tls.h"
+
+/*
+ * One mTLS session on the data or tcp endpoint, driven by the loop:
+ *
+ *   HANDSHAKE  gnutls_handshake() until done or handshake_timeout
+ *   ADMITTING  certificate checked; the live process is being judged (Unix)
+ *   OPEN       frames in, replies out; data_idle_timeout between frames
+ *   CLOSING    the last frames (an ERROR) are flushed, then close_notify
+ *   LINGER     our side is shut; read and drop until the peer closes, so
+ *              the ERROR frame is not destroyed by a reset
+ */
+typedef enum DataState {
+        DATA_HANDSHAKE,
+        DATA_ADMITTING,
+        DATA_OPEN,
+        DATA_CLOSING,
+        DATA_LINGER,
+} DataState;
+
+#define DATA_CONNECTIONS_MAX 4096
+#define DATA_LINGER_USEC (UINT64_C(2) * 1000000)
+#define DATA_READ_BATCH 64              /* records per wake-up before yielding to others */
+#define DATA_RECORD_MAX 16384
+#define DATA_OUTPUT_SLACK (UINT64_C(256) * 1024)
+
+struct DataConnection {
+        Manager *manager;
+        DataConnection *prev, *next;
+        uint64_t id;
+        PolicyEndpoint kind;
+        int fd;
+        gnutls_session_t session;
+        TlsCredentials *creds;          /* the server credentials this session uses (ref) */
+        DataState state;
+        sd_event_source *io_source, *timer_source, *expiry_source, *defer_source;
+        uint32_t want;                  /* EPOLLIN/EPOLLOUT a blocked GnuTLS call waits for */
+        AdmissionRequest *admission;
+        FrameReader *reader;
+        uint8_t *out;
+        size_t out_size, out_offset, out_alloc;
+        size_t send_pending;            /* length of a gnutls_record_send() that returned AGAIN */
+        CertIdentity cert;
+        bool have_cert;
+        bool resumed;
+        uint64_t frames_in;
+};
+
+static uint64_t data_next_id = 1;
+
+static int data_step(DataConnection *c);
+static void data_update(DataConnection *c);
+
+static const char *data_ep(const DataConnection *c) {
+        return policy_endpoint_to_string(c->kind);
+}
+
+static DataConnection *data_connection_free(DataConnection *c) {
+        Manager *m;
+
+        if (!c)
+                return NULL;
+        m = c->manager;
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                m->data_connections = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        if (m->n_connections[c->kind] > 0)
+                m->n_connections[c->kind]--;
+
+        admission_request_free(c->admission);
+        sd_event_source_disable_unref(c->io_source);
+        sd_event_source_disable_unref(c->timer_source);
+        sd_event_source_disable_unref(c->expiry_source);
+        sd_event_source_disable_unref(c->defer_source);
+        if (c->session)
+                gnutls_deinit(c->session);
+        tls_credentials_unref(c->creds);
+        safe_close(c->fd);
+        frame_reader_free(c->reader);
+        free(c->out);
+        log_debug("%s #%" PRIu64 ": closed.", data_ep(c), c->id);
+        free(c);
+        return NULL;
+}
+
+static int data_timer_set(DataConnection *c, uint64_t usec_from_now) {
+        uint64_t when = now_usec(CLOCK_MONOTONIC) + usec_from_now;
+        int r;
+
+        r = sd_event_source_set_time(c->timer_source, when);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->timer_source, SD_EVENT_ONESHOT);
+        return r;
+}
+
+/* Queue a whole frame for sending. */
+static int data_queue(DataConnection *c, const uint8_t *buf, size_t size) {
+        size_t need;
+
+        if (c->out_offset == c->out_size && c->send_pending == 0)
+                c->out_offset = c->out_size = 0;
+        if (!size_add_ok(c->out_size, size, &need))
+                return -ENOMEM;
+        if (need > c->out_alloc) {
+                size_t n = MAX(need, c->out_alloc * 2);
+                uint8_t *p = realloc(c->out, n);
+                if (!p)
+                        return -ENOMEM;
+                c->out = p;
+                c->out_alloc = n;
+        }
+        memcpy(c->out + c->out_size, buf, size);
+        c->out_size += size;
+        return 0;
+}
+
+static int data_queue_frame(DataConnection *c, uint8_t type, uint32_t request_id, const void *payload, uint32_t len) {
+        uint8_t header[FRAME_HEADER_SIZE];
+        int r;
+
+        frame_header_write(header, type, request_id, len);
+        r = data_queue(c, header, sizeof header);
+        if (r >= 0 && len > 0)
+                r = data_queue(c, payload, len);
+        return r;
+}
+
+static void data_queue_error(DataConnection *c, uint32_t request_id, uint16_t code, const char *message) {
+        _cleanup_free_ uint8_t *f = NULL;
+        size_t size;
+
+        if (frame_build_error(request_id, code, message, &f, &size) >= 0)
+                (void) data_queue(c, f, size);
+}
+
+/* Send an ERROR frame, then close: the session takes no more frames. */
+static void data_fail(DataConnection *c, uint32_t request_id, uint16_t code, const char *message) {
+        if (c->state >= DATA_CLOSING)
+                return;
+        log_debug("%s #%" PRIu64 ": closing with %s: %s", data_ep(c), c->id, frame_error_to_string(code) ?: "?",
+                  message);
+        data_queue_error(c, request_id, code, message);
+        c->state = DATA_CLOSING;
+        c->admission = admission_request_free(c->admission);
+        c->expiry_source = sd_event_source_disable_unref(c->expiry_source);
+        (void) data_timer_set(c, DATA_LINGER_USEC);
+}
+
+/* 1 when everything queued has been sent, 0 when blocked, negative on error. */
+static int data_flush(DataConnection *c) {
+        while (c->out_offset < c->out_size) {
+                size_t len = c->send_pending ?: MIN(c->out_size - c->out_offset, (size_t) DATA_RECORD_MAX);
+                ssize_t n = gnutls_record_send(c->session, c->out + c->out_offset, len);
+
+                if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+                        c->send_pending = len;
+                        c->want |= gnutls_record_get_direction(c->session) ? EPOLLOUT : EPOLLIN;
+                        return 0;
+                }
+                if (n < 0) {
+                        log_debug("%s #%" PRIu64 ": send failed: %s", data_ep(c), c->id, gnutls_strerror((int) n));
+                        return -ECONNRESET;
+                }
+                c->send_pending = 0;
+                c->out_offset += (size_t) n;
+        }
+        c->out_offset = c->out_size = 0;
+        return 1;
+}
+
+static void data_handle_frame(DataConnection *c, const FrameHeader *h, const uint8_t *payload) {
+        c->frames_in++;
+        switch (h->type) {
+        case FRAME_PING:
+                if (data_queue_frame(c, FRAME_PONG, h->request_id, payload, h->length) < 0)
+                        data_fail(c, h->request_id, FRAME_ERROR_INTERNAL, "out of memory");
+                return;
+        default: {
+                char msg[64];
+                (void) snprintf(msg, sizeof msg, "unknown frame type 0x%02x", h->type);
+                data_queue_error(c, h->request_id, FRAME_ERROR_UNKNOWN_TYPE, msg);
+                return;
+        }
+        }
+}
+
+/* Bytes of plaintext from the peer: frames out of them. */
+static void data_consume(DataConnection *c, const uint8_t *buf, size_t n) {
+        size_t off = 0;
+
+        while (off < n && c->state == DATA_OPEN) {
+                size_t used = 0;
+                FrameHeader h;
+                const uint8_t *payload;
+                int r;
+
+                r = frame_reader_feed(c->reader, buf + off, n - off, &used);
+                off += used;
+                if (r == -EMSGSIZE) {
+                        char msg[96];
+                        frame_reader_frame(c->reader, &h, NULL);
+                        (void) snprintf(msg, sizeof msg, "payload of %" PRIu32 " bytes is over the maximum of %" PRIu64,
+                                        h.length, MIN(c->manager->config.frame_payload_max, (uint64_t) FRAME_PAYLOAD_MAX_HARD));
+                        data_fail(c, h.request_id, FRAME_ERROR_TOO_LARGE, msg);
+                        return;
+                }
+                if (r == -EPROTONOSUPPORT) {
+                        data_fail(c, 0, FRAME_ERROR_BAD_FRAME, "unsupported frame version");
+                        return;
+                }
+                if (r < 0) {
+                        data_fail(c, 0, FRAME_ERROR_BAD_FRAME, r == -EBADMSG ? "bad frame magic" : "cannot read frame");
+                        return;
+                }
+                if (r == 0)
+                        continue;
+                frame_reader_frame(c->reader, &h, &payload);
+                data_handle_frame(c, &h, payload);
+                frame_reader_reset(c->reader);
+                (void) data_timer_set(c, c->manager->config.data_idle_timeout);
+        }
+}
+
+static int data_read(DataConnection *c) {
+        uint8_t buf[DATA_RECORD_MAX];
+
+        for (unsigned i = 0; i < DATA_READ_BATCH; i++) {
+                ssize_t n;
+
+                if (c->state != DATA_OPEN)
+                        return 0;
+                /* Back-pressure: a peer that does not read its replies stops being read. */
+                if (c->out_size - c->out_offset > c->manager->config.frame_payload_max + DATA_OUTPUT_SLACK)
+                        return 0;
+                n = gnutls_record_recv(c->session, buf, sizeof buf);
+                if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
+                        c->want |= gnutls_record_get_direction(c->session) ? EPOLLOUT : EPOLLIN;
+                        return 0;
+                }
+                if (n == 0) {
+                        if (frame_reader_partial(c->reader))
+                                log_debug("%s #%" PRIu64 ": peer closed in the middle of a frame (truncated).",
+                                          data_ep(c), c->id);
+                        return -ECONNRESET;
+                }
+                if (n < 0) {
+                        if (!gnutls_error_is_fatal((int) n))
+                                continue;
+                        log_debug("%s #%" PRIu64 ": receive failed: %s", data_ep(c), c->id, gnutls_strerror((int) n));
+                        return -ECONNRESET;
+                }
+                data_consume(c, buf, (size_t) n);
+        }
+        /* Batch used up: come back on the next iteration, GnuTLS may hold buffered records. */
+        return sd_event_source_set_enabled(c->defer_source, SD_EVENT_ONESHOT);
+}
+
+static int data_on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
+        DataConnection *c = userdata;
+
+        log_info("%s #%" PRIu64 ": client certificate %s expired, closing the session.", data_ep(c), c->id,
+                 c->cert.serial);
+        data_fail(c, 0, FRAME_ERROR_CERT_EXPIRED, "certificate expired");
+        data_update(c);
+        return 0;
+}
+
+static void data_refuse(DataConnection *c, const char *reason) {
+        log_info("%s #%" PRIu64 ": not admitted: %s", data_ep(c), c->id, reason);
+        data_fail(c, 0, FRAME_ERROR_NOT_ADMITTED, reason);
+}
+
+static void data_admit(DataConnection *c) {
+        Manager *m = c->manager;
+        int r;
+
+        c->state = DATA_OPEN;
+        (void) data_timer_set(c, m->config.data_idle_timeout);
+        r = sd_event_add_time(m->event, &c->expiry_source, CLOCK_REALTIME, c->cert.not_after_usec, 1000000,
+                              data_on_expiry, c);
+        if (r < 0) {
+                data_fail(c, 0, FRAME_ERROR_INTERNAL, "cannot watch the certificate's expiry");
+                return;
+        }
+        log_debug("%s #%" PRIu64 ": admitted (%s%s, certificate %s).", data_ep(c), c->id, tls_session_cipher(c->session),
+                  c->resumed ? ", resumed" : "", c->cert.serial);
+}
+
+static void data_on_admission(Manager *m, const AdmissionResult *result, void *userdata) {
+        DataConnection *c = userdata;
+
+        c->admission = NULL;
+        if (!result->admitted)
+                data_refuse(c, result->reason ?: "refused by policy");
+        else
+                data_admit(c);
+        data_update(c);
+}
+
+static void data_handshake_done(DataConnection *c) {
+        Manager *m = c->manager;
+        const char *reason = NULL;
+        int r;
+
+        c->resumed = gnutls_session_is_resumed(c->session);
+        r = tls_session_peer_identity(c->session, &c->cert, &reason);
+        if (r < 0) {
+                data_refuse(c, reason);
+                return;
+        }
+        c->have_cert = true;
+
+        /* Full and resumed handshakes alike: a ticket never outlives a revocation. */
+        r = m->ca ? ca_is_revoked(m->ca, c->cert.serial) : -ENXIO;
+        if (r != 0) {
+                data_refuse(c, r > 0 ? "certificate revoked" : "cannot check revocation");
+                return;
+        }
+
+        c->state = DATA_ADMITTING;
+        if (c->kind == POLICY_ENDPOINT_TCP) {
+                if (c->cert.local) {
+                        data_refuse(c, "a local certificate is not accepted on the tcp endpoint");
+                        return;
+                }
+                if (!admission_check_remote(m, c->cert.name, c->cert.serial, &reason)) {
+                        data_refuse(c, reason);
+                        return;
+                }
+                data_admit(c);
+                return;
+        }
+
+        if (!c->cert.local) {
+                data_refuse(c, "a remote certificate is not accepted on the local endpoint");
+                return;
+        }
+        AdmissionCert ac = { .uid = c->cert.uid, .serial = c->cert.serial };
+        memcpy(ac.sha256, c->cert.sha256, sizeof ac.sha256);
+        r = admission_check_async(m, c->kind, c->fd, &ac, data_on_admission, c, &c->admission);
+        if (r < 0)
+                data_refuse(c, "cannot judge the peer");
+}
+
+static int data_step(DataConnection *c) {
+        int r;
+
+        c->want = 0;
+        switch (c->state) {
+        case DATA_HANDSHAKE:
+                r = gnutls_handshake(c->session);
+                if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+                        c->want = gnutls_record_get_direction(c->session) ? EPOLLOUT : EPOLLIN;
+                        return 0;
+                }
+                if (r < 0) {
+                        log_info("%s #%" PRIu64 ": TLS handshake failed: %s", data_ep(c), c->id, gnutls_strerror(r));
+                        (void) gnutls_alert_send_appropriate(c->session, r);
+                        return -EPROTO;
+                }
+                data_handshake_done(c);
+                return data_step(c);
+
+        case DATA_ADMITTING:
+                return 0;
+
+        case DATA_OPEN:
+                r = data_flush(c);
+                if (r < 0)
+                        return r;
+                r = data_read(c);
+                if (r < 0)
+                        return r;
+                if (c->state == DATA_OPEN)
+                        return data_flush(c) < 0 ? -ECONNRESET : 0;
+                __attribute__((fallthrough));
+
+        case DATA_CLOSING:
+                r = data_flush(c);
+                if (r <= 0)
+                        return r;
+                r = gnutls_bye(c->session, GNUTLS_SHUT_WR);
+                if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+                        c->want = gnutls_record_get_direction(c->session) ? EPOLLOUT : EPOLLIN;
+                        return 0;
+                }
+                if (r < 0)
+                        return -ECONNRESET;
+                (void) shutdown(c->fd, SHUT_WR);
+                c->state = DATA_LINGER;
+                __attribute__((fallthrough));
+
+        case DATA_LINGER:
+                for (unsigned i = 0; i < DATA_READ_BATCH; i++) {
+                        uint8_t buf[4096];
+                        ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
+                        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+                                return -ECONNRESET;
+                        if (n < 0)
+                                break;
+                }
+                c->want = EPOLLIN;
+                return 0;
+        }
+        return 0;
+}
+
+static void data_update(DataConnection *c) {
+        uint32_t events = c->want;
+        int r;
+
+        if (c->state == DATA_OPEN && c->out_size - c->out_offset <= c->manager->config.frame_payload_max + DATA_OUTPUT_SLACK)
+                events |= EPOLLIN;
+        if (c->out_offset < c->out_size)
+                events |= EPOLLOUT;
+        if (c->state == DATA_ADMITTING)
+                events = 0;
+        r = sd_event_source_set_io_events(c->io_source, events ?: EPOLLIN);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(c->io_source, events ? SD_EVENT_ON : SD_EVENT_OFF);
+        if (r < 0)
+                data_connection_free(c);
+}
+
+static void data_run(DataConnection *c) {
+        int r;
+
+        r = data_step(c);
+        if (r < 0) {
+                data_connection_free(c);
+                return;
+        }
+        data_update(c);
+}
+
+static int data_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        data_run(userdata);
+        return 0;
+}
+
+static int data_on_defer(sd_event_source *s, void *userdata) {
+        data_run(userdata);
+        return 0;
+}
+
+static int data_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        DataConnection *c = userdata;
+
+        switch (c->state) {
+        case DATA_HANDSHAKE:
+        case DATA_ADMITTING:
+                log_info("%s #%" PRIu64 ": handshake not completed within handshake_timeout, closing.", data_ep(c), c->id);
+                data_connection_free(c);
+                return 0;
+        case DATA_OPEN:
+                data_fail(c, 0, FRAME_ERROR_IDLE_TIMEOUT, "idle timeout");
+                data_run(c);
+                return 0;
+        default:
+                data_connection_free(c);
+                return 0;
+        }
+}
+
+int data_connection_new(Manager *m, PolicyEndpoint kind, int fd) {
+        _cleanup_close_ int cfd = fd;
+        DataConnection *c;
+        int r;
+
+        if (!m->ca || !m->tls)
+                return log_debug_errno(-ENXIO, "%s: no TLS credentials, connection closed.",
+                                       policy_endpoint_to_string(kind));
+        if (m->n_connections[POLICY_ENDPOINT_DATA] + m->n_connections[POLICY_ENDPOINT_TCP] >= DATA_CONNECTIONS_MAX)
+                return log_debug_errno(-EBUSY, "%s: too many data connections, connection closed.",
+                                       policy_endpoint_to_string(kind));
+        if (kind == POLICY_ENDPOINT_TCP) {
+                int one = 1;
+                (void) setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+
+        c = calloc(1, sizeof *c);
+        if (!c)
+                return log_oom();
+        *c = (DataConnection) {
+                .manager = m,
+                .id = data_next_id++,
+                .kind = kind,
+                .fd = TAKE_FD(cfd),
+                .state = DATA_HANDSHAKE,
+                .next = m->data_connections,
+        };
+        if (m->data_connections)
+                m->data_connections->prev = c;
+        m->data_connections = c;
+        m->n_connections[kind]++;
+
+        r = ca_credentials(m->ca, &c->creds);
+        if (r < 0) {
+                log_warning_errno(r, "%s: no server credentials: %m", data_ep(c));
+                goto fail;
+        }
+        r = tls_session_new(m->tls, tls_credentials_get(c->creds), c->fd, &c->session);
+        if (r < 0)
+                goto fail;
+        r = frame_reader_new((uint32_t) MIN(m->config.frame_payload_max, (uint64_t) FRAME_PAYLOAD_MAX_HARD), &c->reader);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_io(m->event, &c->io_source, c->fd, EPOLLIN, data_on_io, c);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_time_relative(m->event, &c->timer_source, CLOCK_MONOTONIC, m->config.handshake_timeout, 0,
+                                       data_on_timer, c);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_defer(m->event, &c->defer_source, data_on_defer, c);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(c->defer_source, SD_EVENT_OFF);
+        log_debug("%s #%" PRIu64 ": connection accepted.", data_ep(c), c->id);
+        return 0;
+
+fail:
+        data_connection_free(c);
+        return log_debug_errno(r, "%s: cannot set up a connection: %m", policy_endpoint_to_string(kind));
+}
+
+void data_connections_revoked(Manager *m, const char *serial_hex) {
+        DataConnection *c, *next;
+
+        if (isempty(serial_hex))
+                return;
+        for (c = m->data_connections; c; c = next) {
+                next = c->next;
+                if (!c->have_cert || strcasecmp(c->cert.serial, serial_hex) != 0)
+                        continue;
+                log_info("%s #%" PRIu64 ": certificate %s revoked, closing the session.", data_ep(c), c->id,
+                         c->cert.serial);
+                data_fail(c, 0, FRAME_ERROR_CERT_REVOKED, "certificate revoked");
+                data_run(c);
+        }
+}
+
+void data_stop(Manager *m) {
+        /* Best effort, now: the loop is about to end and will not wait for slow peers. */
+        while (m->data_connections) {
+                DataConnection *c = m->data_connections;
+
+                if (c->state == DATA_OPEN) {
+                        data_queue_error(c, 0, FRAME_ERROR_SHUTTING_DOWN, "secd is shutting down");
+                        c->state = DATA_CLOSING;
+                        if (data_flush(c) > 0)
+                                (void) gnutls_bye(c->session, GNUTLS_SHUT_WR);
+                }
+                data_connection_free(c);
+        }
+}
+
+void data_free_all(Manager *m) {
+        while (m->data_connections)
+                data_connection_free(m->data_connections);
+}

@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+
+#include "hash-pool.h"
+#include "log.h"
+
+struct HashJob {
+        HashJob *next;                  /* in the queue or the done list */
+        HashJob *all_prev, *all_next;   /* every job not yet freed */
+        HashPool *pool;
+        int fd;
+        struct stat st;
+        uint32_t uid;
+        int result;
+        uint8_t sha256[SHA256_DIGEST_LEN];
+        HashPoolDone done;
+        void *userdata;
+        bool cancelled;                 /* under lock */
+        bool queued;                    /* under lock: still in the queue */
+};
+
+struct HashPool {
+        pthread_mutex_t lock;
+        pthread_cond_t work;            /* a job was queued, or stopping */
+        pthread_cond_t cache_idle;      /* cache_users dropped to 0 */
+        pthread_t threads[HASH_POOL_THREADS];
+        size_t n_threads;
+        bool stopping;
+
+        HashJob *queue_head, *queue_tail;
+        size_t n_queued;
+        HashJob *done_head;             /* finished, for the loop */
+        HashJob *all;                   /* every live job (for the per-uid count) */
+
+        ExeHashCache *cache;
+        unsigned cache_users;
+
+        int event_fd;
+        sd_event_source *event_source;
+
+        HashPoolStats stats;
+};
+
+static void hash_job_free_locked(HashPool *p, HashJob *j) {
+        if (j->all_prev)
+                j->all_prev->all_next = j->all_next;
+        else
+                p->all = j->all_next;
+        if (j->all_next)
+                j->all_next->all_prev = j->all_prev;
+        safe_close(j->fd);
+        free(j);
+}
+
+static void *hash_pool_worker(void *userdata) {
+        HashPool *p = userdata;
+
+        (void) pthread_mutex_lock(&p->lock);
+        for (;;) {
+                HashJob *j;
+                ExeHashCache *cache;
+                uint64_t one = 1;
+                bool skip;
+
+                while (!p->stopping && !p->queue_head)
+                        (void) pthread_cond_wait(&p->work, &p->lock);
+                if (p->stopping)
+                        break;
+                j = p->queue_head;
+                p->queue_head = j->next;
+                if (!p->queue_head)
+                        p->queue_tail = NULL;
+                p->n_queued--;
+                j->next = NULL;
+                j->queued = false;
+                cache = p->cache;
+                p->cache_users++;
+                skip = j->cancelled;
+                (void) pthread_mutex_unlock(&p->lock);
+
+                /* The slow part, unlocked. The cache has its own lock. */
+                j->result = skip ? -ECANCELED : exe_hash_cache_get(cache, j->fd, &j->st, j->sha256);
+
+                (void) pthread_mutex_lock(&p->lock);
+                if (--p->cache_users == 0)
+                        (void) pthread_cond_broadcast(&p->cache_idle);
+                j->fd = safe_close(j->fd);
+                j->next = p->done_head;
+                p->done_head = j;
+                (void) !write(p->event_fd, &one, sizeof one);
+        }
+        (void) pthread_mutex_unlock(&p->lock);
+        return NULL;
+}
+
+static int hash_pool_on_event(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        HashPool *p = userdata;
+        HashJob *list, *rev = NULL;
+        uint64_t n;
+
+        (void) !read(fd, &n, sizeof n);
+        (void) pthread_mutex_lock(&p->lock);
+        list = TAKE_PTR(p->done_head);
+        (void) pthread_mutex_unlock(&p->lock);
+
+        /* The done list is newest first: restore completion order. */
+        while (list) {
+                HashJob *next = list->next;
+                list->next = rev;
+                rev = list;
+                list = next;
+        }
+        while (rev) {
+                HashJob *j = rev;
+                bool cancelled;
+
+                rev = j->next;
+                (void) pthread_mutex_lock(&p->lock);
+                cancelled = j->cancelled;
+                p->stats.completed++;
+                (void) pthread_mutex_unlock(&p->lock);
+                /* The callback may cancel other jobs, never this one (it is no longer theirs). */
+                if (!cancelled && j->done)
+                        j->done(j->result, j->result >= 0 ? j->sha256 : NULL, j->userdata);
+                (void) pthread_mutex_lock(&p->lock);
+                hash_job_free_locked(p, j);
+                (void) pthread_mutex_unlock(&p->lock);
+        }
+        return 0;
+}
+
+HashPool *hash_pool_free(HashPool *p) {
+        if (!p)
+                return NULL;
+        (void) pthread_mutex_lock(&p->lock);
+        p->stopping = true;
+        (void) pthread_cond_broadcast(&p->work);
+        (void) pthread_mutex_unlock(&p->lock);
+        for (size_t i = 0; i < p->n_threads; i++)
+                (void) pthread_join(p->threads[i], NULL);
+        while (p->all)
+                hash_job_free_locked(p, p->all);
+        sd_event_source_disable_unref(p->event_source);
+        safe_close(p->event_fd);
+        (void) pthread_cond_destroy(&p->work);
+        (void) pthread_cond_destroy(&p->cache_idle);
+        (void) pthread_mutex_destroy(&p->lock);
+        free(p);
+        return NULL;
+}
+
+int hash_pool_new(sd_event *event, ExeHashCache *cache, HashPool **ret) {
+        _cleanup_(hash_pool_freep) HashPool *p = NULL;
+        int r;
+
+        p = calloc(1, sizeof *p);
+        if (!p)
+                return -ENOMEM;
+        (void) pthread_mutex_init(&p->lock, NULL);
+        (void) pthread_cond_init(&p->work, NULL);
+        (void) pthread_cond_init(&p->cache_idle, NULL);
+        p->cache = cache;
+        p->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (p->event_fd < 0)
+                return negative_errno();
+        r = sd_event_add_io(event, &p->event_source, p->event_fd, EPOLLIN, hash_pool_on_event, p);
+        if (r < 0)
+                return r;
+        (void) sd_event_source_set_description(p->event_source, "hash-pool");
+
+        for (size_t i = 0; i < HASH_POOL_THREADS; i++) {
+                r = -pthread_create(&p->threads[i], NULL, hash_pool_worker, p);
+                if (r < 0)
+                        return r;
+                p->n_threads++;
+        }
+        *ret = TAKE_PTR(p);
+        return 0;
+}
+
+void hash_pool_set_cache(HashPool *p, ExeHashCache *cache) {
+        (void) pthread_mutex_lock(&p->lock);
+        p->cache = cache;
+        while (p->cache_users > 0)
+                (void) pthread_cond_wait(&p->cache_idle, &p->lock);
+        (void) pthread_mutex_unlock(&p->lock);
+}
+
+int hash_pool_submit(HashPool *p, int fd, const struct stat *st, uint32_t uid, HashPoolDone done, void *userdata,
+                     HashJob **ret) {
+        _cleanup_close_ int copy = -EBADF;
+        size_t per_uid = 0;
+        HashJob *j;
+
+        copy = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (copy < 0)
+                return negative_errno();
+        j = calloc(1, sizeof *j);
+        if (!j)
+                return -ENOMEM;
+
+        (void) pthread_mutex_lock(&p->lock);
+        for (HashJob *k = p->all; k; k = k->all_next)
+                if (k->uid == uid && !k->cancelled)
+                        per_uid++;
+        if (per_uid >= HASH_POOL_PER_UID_MAX) {
+                p->stats.rejected_uid++;
+                (void) pthread_mutex_unlock(&p->lock);
+                free(j);
+                return -EUSERS;
+        }
+        if (p->n_queued >= HASH_POOL_QUEUE_MAX) {
+                p->stats.rejected_busy++;
+                (void) pthread_mutex_unlock(&p->lock);
+                free(j);
+                return -EBUSY;
+        }
+        *j = (HashJob) {
+                .pool = p,
+                .fd = TAKE_FD(copy),
+                .st = *st,
+                .uid = uid,
+                .done = done,
+                .userdata = userdata,
+                .queued = true,
+                .all_next = p->all,
+        };
+        if (p->all)
+                p->all->all_prev = j;
+        p->all = j;
+        if (p->queue_tail)
+                p->queue_tail->next = j;
+        else
+                p->queue_head = j;
+        p->queue_tail = j;
+        p->n_queued++;
+        p->stats.submitted++;
+        (void) pthread_cond_signal(&p->work);
+        (void) pthread_mutex_unlock(&p->lock);
+        if (ret)
+                *ret = j;
+        return 0;
+}
+
+void hash_job_cancel(HashJob *j) {
+        HashPool *p;
+
+        if (!j)
+                return;
+        p = j->pool;
+        (void) pthread_mutex_lock(&p->lock);
+        j->cancelled = true;
+        if (j->queued) {
+                /* Not started: take it out and free it now. */
+                HashJob **pp = &p->queue_head, *prev = NULL;
+                while (*pp && *pp != j) {
+                        prev = *pp;
+                        pp = &(*pp)->next;
+                }
+                if (*pp) {
+                        *pp = j->next;
+                        if (p->queue_tail == j)
+                                p->queue_tail = prev;
+                        p->n_queued--;
+                        hash_job_free_locked(p, j);
+                }
+        }
+        /* Running or done: the completion frees it without calling back. */
+        (void) pthread_mutex_unlock(&p->lock);
+}
+
+void hash_pool_stats(HashPool *p, HashPoolStats *ret) {
+        (void) pthread_mutex_lock(&p->lock);
+        *ret = p->stats;
+        ret->queued = p->n_queued;
+        (void) pthread_mutex_unlock(&p->lock);
+}
