@@ -67,6 +67,7 @@ struct secclient {
         gnutls_session_t session;
         bool connected;         /* handshake and admission probe done, no error since */
         bool want_connected;    /* secclient_connect() succeeded and no disconnect(): reconnect on a drop */
+        int drop_error;         /* why secd closed the connection for good (no automatic reconnect) */
         gnutls_datum_t session_data; /* for resumption on the next connect (same credentials) */
         FrameReader *reader;
         uint8_t rbuf[CLIENT_READ_CHUNK];
@@ -971,6 +972,20 @@ static int stash_push(secclient *c, Frame *f) {
 }
 
 /*
+ * secd closed the connection with an ERROR. Idle timeouts, shutdowns and
+ * (with renewable credentials) expiry are transient: the next call
+ * reconnects. A refusal or revocation is not: calls return its errno until
+ * the next secclient_connect().
+ */
+static void connection_drop(secclient *c, int r) {
+        connection_close(c);
+        if (r == -ETIMEDOUT || r == -ESHUTDOWN || r == -ECONNRESET || (r == -EKEYEXPIRED && c->renewable))
+                return;
+        c->want_connected = false;
+        c->drop_error = r;
+}
+
+/*
  * Wait for the reply to request_id, stashing other replies for
  * secclient_recv(). An ERROR with request id 0 concerns the connection and
  * is returned for any request.
@@ -1012,7 +1027,7 @@ static int ping_once(secclient *c, const void *payload, size_t len, uint64_t dea
                 if (r != -ETIMEDOUT && reply_wait(c, id, deadline, &f) >= 0 && f->type == FRAME_ERROR) {
                         k = frame_error_report(c, f);
                         frame_free(f);
-                        connection_close(c);
+                        connection_drop(c, k);
                         return k;
                 }
                 frame_free(f);
@@ -1027,7 +1042,7 @@ static int ping_once(secclient *c, const void *payload, size_t len, uint64_t dea
                 /* The server closes after these: so do we. */
                 if (f->request_id == 0 || r == -EACCES || r == -EKEYREVOKED || r == -EKEYEXPIRED ||
                     r == -ESHUTDOWN || r == -EBADMSG || r == -ETIMEDOUT)
-                        connection_close(c);
+                        connection_drop(c, r);
         } else if (f->type != FRAME_PONG)
                 r = -EPROTO;
         else if (f->len != len || (len > 0 && memcmp(f->payload, payload, len) != 0))
@@ -1183,6 +1198,7 @@ _public_ int secclient_connect(secclient *c) {
                 return -EINVAL;
         r = connect_once(c);
         c->want_connected = r >= 0;
+        c->drop_error = 0;
         return r;
 }
 
@@ -1216,8 +1232,10 @@ static int reconnect(secclient *c) {
                 if (r >= 0 || !reconnect_worth_trying(r))
                         break;
         }
-        if (r < 0 && !reconnect_worth_trying(r))
+        if (r < 0 && !reconnect_worth_trying(r)) {
                 c->want_connected = false;
+                c->drop_error = r;
+        }
         return r;
 }
 
@@ -1239,9 +1257,10 @@ static void connection_poll(secclient *c) {
                 if (frame_read(c, mono_ms(), &f) < 0)
                         return; /* nothing whole yet (the connection lives), or closed */
                 if (f->type == FRAME_ERROR && f->request_id == 0) {
-                        (void) frame_error_report(c, f);
+                        int r = frame_error_report(c, f);
+
                         frame_free(f);
-                        connection_close(c);
+                        connection_drop(c, r);
                         return;
                 }
                 (void) stash_push(c, f);
@@ -1255,7 +1274,7 @@ static int connection_ensure(secclient *c) {
         if (c->connected)
                 return 0;
         if (!c->want_connected)
-                return -ENOTCONN;
+                return c->drop_error < 0 ? c->drop_error : -ENOTCONN;
         return reconnect(c);
 }
 
@@ -1268,6 +1287,7 @@ _public_ void secclient_disconnect(secclient *c) {
         }
         connection_close(c);
         c->want_connected = false;
+        c->drop_error = 0;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -1285,7 +1305,7 @@ _public_ int secclient_ping(secclient *c, const void *payload, size_t len) {
         if (r < 0)
                 return r;
         r = ping_once(c, payload, len, deadline_after(c->timeout_ms));
-        if (r < 0 && !c->connected && c->want_connected && reconnect_worth_trying(r)) {
+        if (r < 0 && !c->connected && c->want_connected && (reconnect_worth_trying(r) || r == -EKEYEXPIRED)) {
                 /* PING is idempotent: one more try on a fresh connection. */
                 r = reconnect(c);
                 if (r >= 0)
@@ -1344,9 +1364,10 @@ _public_ int secclient_recv(secclient *c, uint8_t *ret_type, uint32_t *ret_reque
 
         if (f->type == FRAME_ERROR) {
                 /* Keep the server's words; secclient_error_parse() decodes the payload. */
-                (void) frame_error_report(c, f);
+                int k = frame_error_report(c, f);
+
                 if (f->request_id == 0)
-                        connection_close(c);
+                        connection_drop(c, k);
         }
         *ret_type = f->type;
         if (ret_request_id)

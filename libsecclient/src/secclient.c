@@ -20,7 +20,21 @@ _public_ const char *secclient_strerror(int error) {
         case ENOENT:
                 return "No such socket (is secd running?)";
         case EACCES:
-                return "Permission denied on the socket";
+                return "Permission denied (by secd, or on the socket)";
+        case EAGAIN:
+                return "Rate limited by secd; try again later";
+        case EPROTO:
+                return "Protocol error (malformed request or answer)";
+        case ENOKEY:
+                return "No client credentials (enroll or load a certificate first)";
+        case EKEYEXPIRED:
+                return "The client certificate has expired";
+        case EKEYREVOKED:
+                return "The client certificate was revoked";
+        case EKEYREJECTED:
+                return "Certificate or key rejected (secd's certificate did not verify, or a key does not match)";
+        case ESHUTDOWN:
+                return "secd is shutting down";
         case ETIMEDOUT:
                 return "Timed out waiting for the service";
         case EBADMSG:

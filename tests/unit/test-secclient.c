@@ -146,6 +146,7 @@ typedef enum ServerMode {
         SERVER_REFUSE,          /* ERROR NOT_ADMITTED (request id 0) after the handshake, then close */
         SERVER_DROP_AFTER_ONE,  /* close each connection after its second frame (probe + one) */
         SERVER_IDLE_AFTER_ONE,  /* the same, with ERROR IDLE_TIMEOUT (request id 0) before the close */
+        SERVER_REVOKE_AFTER_ONE, /* the same, with ERROR CERT_REVOKED */
 } ServerMode;
 
 typedef struct Server {
@@ -259,6 +260,10 @@ static void serve_connection(Server *srv, int fd) {
                         frame_reader_reset(reader);
                         if (srv->mode == SERVER_DROP_AFTER_ONE && n_frames == 2)
                                 goto out;
+                        if (srv->mode == SERVER_REVOKE_AFTER_ONE && n_frames == 2) {
+                                (void) write_error(s, 0, FRAME_ERROR_CERT_REVOKED, "certificate revoked");
+                                goto out;
+                        }
                         if (srv->mode == SERVER_IDLE_AFTER_ONE && n_frames == 2) {
                                 (void) write_error(s, 0, FRAME_ERROR_IDLE_TIMEOUT, "idle timeout");
                                 goto out;
@@ -1045,6 +1050,21 @@ static void test_reconnect(void **state) {
         secclient_free(c);
         server_stop(&srv);
         assert_int_equal(srv.n_connections, 4);
+
+        /* ERROR CERT_REVOKED (id 0): no automatic reconnect; its errno until the next connect. */
+        server_start(&srv, &pki, SERVER_REVOKE_AFTER_ONE, GNUTLS_KP_TLS_WWW_SERVER);
+        c = client_for(&srv, &pki, &cc);
+        assert_int_equal(secclient_connect(c), 0);
+        assert_int_equal(secclient_ping(c, "1", 1), 0);
+        usleep(200 * 1000);
+        assert_int_equal(secclient_ping(c, "2", 1), -EKEYREVOKED);
+        assert_string_equal(secclient_last_error(c), "certificate revoked");
+        assert_int_equal(secclient_send(c, FRAME_PING, "3", 1, NULL), -EKEYREVOKED);
+        assert_int_equal(secclient_connect(c), 0);
+        assert_int_equal(secclient_ping(c, "4", 1), 0);
+        secclient_free(c);
+        server_stop(&srv);
+        assert_int_equal(srv.n_connections, 2);
 
         creds_done(&cc);
         pki_done(&pki);
