@@ -13,6 +13,10 @@ struct TlsServer {
         uint64_t rotations;
 };
 
+static gnutls_typed_vdata_st tls_client_purpose[] = {
+        { .type = GNUTLS_DT_KEY_PURPOSE_OID, .data = (unsigned char *) GNUTLS_KP_TLS_WWW_CLIENT },
+};
+
 int tls_error_to_errno(int e) {
         switch (e) {
         case GNUTLS_E_SUCCESS:
@@ -124,8 +128,12 @@ int tls_session_new(TlsServer *s, gnutls_certificate_credentials_t creds, int fd
         if (r < 0)
                 goto fail;
         gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);
-        /* Checked again after the handshake with the client purpose; this one makes a bad chain fail early with an alert. */
-        gnutls_session_set_verify_cert(session, NULL, 0);
+        /*
+         * The chain, its times and the TLS client purpose, checked inside the handshake:
+         * a bad certificate ends it with an alert. tls_session_peer_identity() checks
+         * again afterwards (and for resumed sessions, which carry no certificate message).
+         */
+        gnutls_session_set_verify_cert2(session, tls_client_purpose, ELEMENTSOF(tls_client_purpose), 0);
         gnutls_db_set_cache_expiration(session, TLS_TICKET_LIFETIME_SEC);
         r = gnutls_session_ticket_enable_server(session, &s->ticket_key);
         if (r < 0)
