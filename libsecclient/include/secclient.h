@@ -180,20 +180,27 @@ const char *secclient_last_error(const secclient *c);
 
 /*
  * Reconnection. After a successful secclient_connect(), a dropped
- * connection is noticed by the call that meets it (-ECONNRESET, or the
- * errno of an ERROR frame that closed it); replies still unanswered on it
- * are lost. Then:
- *   - secclient_ping() and secclient_send() reconnect automatically before
- *     using the connection (renewing the certificate if due, resuming the
- *     TLS session): up to 5 attempts, the first at once, then after
- *     exponential delays from 100 ms capped at 5 s, each with equal jitter
- *     (half fixed, half random). Only transient failures are retried
- *     (-ECONNREFUSED, -ENOENT, -ECONNRESET, -ETIMEDOUT, -EAGAIN, ...); a
- *     refusal (-EACCES) stops reconnecting until the next secclient_connect().
- *   - secclient_ping() also retries once on a fresh connection when the drop
- *     happens during its own round trip (PING is idempotent).
- *   - secclient_recv() never reconnects: -ENOTCONN once the connection is
- *     gone and no reply is left.
+ * connection is noticed by the call that meets it: secclient_ping() and
+ * secclient_send() first read, without waiting, what secd already sent, so
+ * a hang-up or a connection-level ERROR (request id 0) that arrived while
+ * the program was idle is seen before they write. Replies still unanswered
+ * on a dropped connection are lost. Then:
+ *   - A drop for a transient reason (hang-up, ERROR IDLE_TIMEOUT or
+ *     SHUTTING_DOWN, CERT_EXPIRED with enrolled credentials): secclient_ping()
+ *     and secclient_send() reconnect automatically before using the
+ *     connection (renewing the certificate if due, resuming the TLS
+ *     session): up to 5 attempts, the first at once, then after delays
+ *     doubling from 100 ms and capped at 5 s, each with equal jitter (half
+ *     fixed, half random). Attempts stop early on a non-transient failure.
+ *   - secclient_ping() also retries once on a fresh connection when the
+ *     drop happens during its own round trip (PING is idempotent). A frame
+ *     given to secclient_send() is never sent twice.
+ *   - A drop for a refusal (ERROR NOT_ADMITTED, CERT_REVOKED, an expired
+ *     loaded certificate) or a refused reconnect: no automatic reconnection;
+ *     ping and send return that errno until the next secclient_connect().
+ *   - secclient_recv() never reconnects: it returns -ENOTCONN once the
+ *     connection is gone and no reply is left.
+ * secclient_connect() itself makes one attempt.
  */
 
 /* PING round trip with payload (≤ SECCLIENT_PING_MAX bytes) echoed back: 0 when the echo matched (-EBADMSG if not). */
