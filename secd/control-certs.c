@@ -20,6 +20,7 @@
 
 #include "ca.h"
 #include "control.h"
+#include "data.h"
 #include "log.h"
 #include "secd-messages.h"
 
@@ -364,12 +365,8 @@ static int certs_revoke_one(ControlConnection *c, const char *serial, const char
         r = ca_revoke(m->ca, serial);
         if (r < 0)
                 return r;
-        /*
-         * TODO(tls): close the live sessions with this certificate,
-         * data_connections_revoked(m, serial) (secd/data.h), once data.c is
-         * committed. Until then they end at their next handshake, where
-         * ca_is_revoked() refuses them.
-         */
+        /* Live sessions with this certificate end now (already revoked: nothing should be left, but be sure). */
+        data_connections_revoked(m, serial);
         if (r == 0)
                 return 0;
 
