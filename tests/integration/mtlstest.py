@@ -360,7 +360,8 @@ def make_client_cert(issuer_cert, issuer_key, public_key, uri, not_before=None, 
     b = (x509.CertificateBuilder()
          .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "secd-it-crafted")]))
          .issuer_name(issuer_cert.subject).public_key(public_key)
-         .serial_number(serial or random.getrandbits(127) | 1)
+         # 16 bytes, 32 hex digits, like secd's own serials.
+         .serial_number(serial or (1 << 126) | random.getrandbits(126))
          .not_valid_before(not_before).not_valid_after(not_after)
          .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
          .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False,
@@ -419,6 +420,40 @@ def copy_with_flipped_marker(src, dst):
         f.write(data)
     os.chmod(dst, 0o755)
     return dst
+
+
+SOURCE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def source_has(*paths):
+    """Whether all these files are in the source tree these tests come from."""
+    return all(os.path.exists(os.path.join(SOURCE_DIR, p)) for p in paths)
+
+
+def source_contains(path, text):
+    """Whether the source file path (relative to the tree) contains text."""
+    try:
+        with open(os.path.join(SOURCE_DIR, path), errors="replace") as f:
+            return text in f.read()
+    except FileNotFoundError:
+        return False
+
+
+def revocation_closes_sessions():
+    """The Certs side calls data_connections_revoked() after a revocation (issue 4 contract).
+
+    A statement, not the mention in a comment.
+    """
+    try:
+        with open(os.path.join(SOURCE_DIR, "secd/control-certs.c"), errors="replace") as f:
+            text = f.read()
+    except FileNotFoundError:
+        return False
+    return re.search(r"^\s+data_connections_revoked\([^;]*\);", text, re.M) is not None
+
+
+REVOCATION_CLOSE_MISSING = ("secd/control-certs.c does not call data_connections_revoked() yet: "
+                            "a revocation does not reach live sessions")
 
 
 def client_available():

@@ -69,6 +69,9 @@ class TcpInteropTest(MtlsTestCase):
         super().setUp()
         self.addr = ("127.0.0.1", self.port)
         if not self.tcp_speaks_tls():
+            if mt.source_has("secd/data.c", "secd/tls.c"):
+                self.fail("secd/data.c and secd/tls.c are in the tree, but the tcp endpoint on "
+                          f"127.0.0.1:{self.port} does not answer a TLS ClientHello")
             self.skipTest("secd's tcp endpoint does not speak TLS yet (secd/tls.c, secd/data.c)")
         self.require_secctl_cert()
 
@@ -234,24 +237,40 @@ class TcpInteropTest(MtlsTestCase):
         o, _, _ = mt.tls_ping(self.d.data, mt.tls_context(files["ca"], files["cert"], files["key"]))
         self.assert_refused(o, msg="a remote certificate on the Unix endpoint")
 
-    def test_revoked_remote_certificate_on_tcp(self):
+    def test_revoked_remote_certificate_is_refused_on_tcp(self):
         files = self.issue("it-revoked")
         self.allow_cert("it-revoked")
         ctx = mt.tls_context(files["ca"], files["cert"], files["key"])
-        live, failure = mt.tls_connect(self.addr, ctx, family=socket.AF_INET)
-        self.assertIsNone(failure, failure)
-        self.assert_pong(live.ping(7, b"secd-it"))
         o, conn, _ = mt.tls_ping(self.addr, ctx, family=socket.AF_INET, keep=True)
         self.assert_pong(o)
         session = conn.sock.session
         conn.close()
+        o, conn, reused = mt.tls_ping(self.addr, ctx, session=session, family=socket.AF_INET, keep=True)
+        self.assert_pong(o)
+        self.assertTrue(reused, "secd did not resume the TLS session on tcp")
+        session = conn.sock.session or session
+        conn.close()
         self.secctl("cert", "revoke", "it-revoked", expect=EXIT_SUCCESS)
-        self.assertTrue(live.closed_by_peer(), "the live TCP session of a revoked certificate stays open")
-        live.close()
         o, _, reused = mt.tls_ping(self.addr, ctx, session=session, family=socket.AF_INET)
-        self.assert_refused(o, msg=f"resumed handshake after revocation (reused={reused})")
+        self.assert_refused(o, codes=(mt.ERR_CERT_REVOKED, mt.ERR_NOT_ADMITTED),
+                            msg=f"resumed handshake after revocation (reused={reused})")
         o, _, _ = mt.tls_ping(self.addr, ctx, family=socket.AF_INET)
-        self.assert_refused(o, msg="full handshake after revocation")
+        self.assert_refused(o, codes=(mt.ERR_CERT_REVOKED, mt.ERR_NOT_ADMITTED),
+                            msg="full handshake after revocation")
+
+    @unittest.skipUnless(mt.revocation_closes_sessions(), mt.REVOCATION_CLOSE_MISSING)
+    def test_revocation_closes_the_live_tcp_session(self):
+        files = self.issue("it-revoked-live")
+        self.allow_cert("it-revoked-live")
+        ctx = mt.tls_context(files["ca"], files["cert"], files["key"])
+        live, failure = mt.tls_connect(self.addr, ctx, family=socket.AF_INET)
+        self.assertIsNone(failure, failure)
+        self.assert_pong(live.ping(7, b"secd-it"))
+        self.secctl("cert", "revoke", "it-revoked-live", expect=EXIT_SUCCESS)
+        self.assertTrue(live.closed_by_peer(), "the live TCP session of a revoked certificate stays open")
+        for o in live.seen:
+            self.assertEqual((o.type, o.error_code), (mt.ERROR, mt.ERR_CERT_REVOKED), o)
+        live.close()
 
     def test_expired_issued_certificate_is_refused_and_its_session_closed(self):
         files = self.issue("it-short", "--valid", "3s")
