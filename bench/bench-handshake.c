@@ -23,6 +23,9 @@
  *   bench-handshake echo-server --listen HOST:PORT
  *       A small poll() echo server: stunnel's backend.
  *
+ *   bench-handshake enroll-test --enroll PATH --ca FILE
+ *       Exit 0 if the enroll socket issues a certificate.
+ *
  * Prints numbers only; never fails on timing. Loopback and Unix sockets only.
  */
 
@@ -438,6 +441,26 @@ static int run_client(void) {
         return 0;
 }
 
+/* Does the enroll socket issue us a certificate? (The script's probe.) */
+static int run_enroll_test(void) {
+        gnutls_x509_crt_t ca, crt;
+        gnutls_x509_privkey_t key;
+        gnutls_datum_t d;
+
+        if (!arg_enroll || !arg_ca)
+                die("enroll-test needs --enroll and --ca");
+        datum_load(arg_ca, &d);
+        check_gnutls(gnutls_x509_crt_init(&ca), "crt init");
+        check_gnutls(gnutls_x509_crt_import(ca, &d, GNUTLS_X509_FMT_PEM), arg_ca);
+        gnutls_free(d.data);
+        enroll(arg_enroll, ca, &crt, &key);
+        printf("enrolled\n");
+        gnutls_x509_privkey_deinit(key);
+        gnutls_x509_crt_deinit(crt);
+        gnutls_x509_crt_deinit(ca);
+        return 0;
+}
+
 /* ---- crypto floor ---------------------------------------------------- */
 
 typedef struct FloorKeys {
@@ -721,5 +744,7 @@ int main(int argc, char *argv[]) {
                 return run_floor();
         if (streq(argv[1], "echo-server"))
                 return run_echo_server();
+        if (streq(argv[1], "enroll-test"))
+                return run_enroll_test();
         die("unknown mode %s", argv[1]);
 }
