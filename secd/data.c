@@ -265,8 +265,14 @@ static int data_read(DataConnection *c) {
                 }
                 data_consume(c, buf, (size_t) n);
         }
-        /* Batch used up: come back on the next iteration, GnuTLS may hold buffered records. */
-        return sd_event_source_set_enabled(c->defer_source, SD_EVENT_ONESHOT);
+        /*
+         * Batch used up: let other connections run. Bytes still in the socket wake us
+         * through epoll (level-triggered); records GnuTLS already decrypted and buffers
+         * do not, so come back for those on the next iteration.
+         */
+        if (gnutls_record_check_pending(c->session) > 0)
+                return sd_event_source_set_enabled(c->defer_source, SD_EVENT_ONESHOT);
+        return 0;
 }
 
 static int data_on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -298,6 +304,8 @@ static void data_admit(DataConnection *c) {
         }
         log_debug("%s #%" PRIu64 ": admitted (%s%s, certificate %s).", data_ep(c), c->id, tls_session_cipher(c->session),
                   c->resumed ? ", resumed" : "", c->cert.serial);
+        /* Requests that arrived during admission may already sit in GnuTLS's buffer: look now. */
+        (void) sd_event_source_set_enabled(c->defer_source, SD_EVENT_ONESHOT);
 }
 
 static void data_on_admission(Manager *m, const AdmissionResult *result, void *userdata) {
