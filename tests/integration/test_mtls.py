@@ -125,6 +125,11 @@ class MtlsTestCase(SecdTestCase):
         self.assertTrue(outcome.is_pong(request_id, payload),
                         f"expected PONG id={request_id} payload={payload!r}, got {outcome!r} {msg}")
 
+    def assert_not_admitted(self, outcome, msg=""):
+        """docs/protocol.md 3: ERROR NOT_ADMITTED with request id 0 (then the close)."""
+        self.assertEqual((outcome.kind, outcome.type, outcome.request_id, outcome.error_code),
+                         ("frame", mt.ERROR, 0, mt.ERR_NOT_ADMITTED), f"{outcome!r} {msg}")
+
     def assert_refused(self, outcome, codes=None, msg=""):
         self.assertTrue(outcome.refused(), f"expected a refusal, got {outcome!r} {msg}")
         if codes is not None and outcome.kind == "frame":
@@ -502,11 +507,11 @@ class CraftedCertificateTest(MtlsTestCase):
 
     def test_certificate_for_another_uid_is_refused(self):
         o = self.attempt(*self.crafted(uri=mt.local_uri(NOBODY_UID, sha256_file(mt.PYTHON_EXE))))
-        self.assert_refused(o, msg="certificate naming uid 65534 presented by root")
+        self.assert_not_admitted(o, "certificate naming uid 65534 presented by root")
 
     def test_certificate_without_secd_identity_is_refused(self):
         o = self.attempt(*self.crafted(uri="https://example.invalid/"))
-        self.assert_refused(o, msg="certificate without a secd URI SAN")
+        self.assert_not_admitted(o, "certificate without a secd URI SAN")
 
     def test_missing_client_certificate_is_refused(self):
         o, _, _ = mt.tls_ping(self.d.data, mt.tls_context(self.ca_path))
@@ -555,8 +560,7 @@ class RevocationTest(MtlsTestCase):
         self.secctl("cert", "revoke", self.serial, expect=EXIT_SUCCESS)
         # Closed by secd, without anything sent by us, within bounds.
         self.assertTrue(live.closed_by_peer(), "the live session of a revoked certificate stays open")
-        for o in live.seen:
-            self.assertEqual((o.type, o.error_code), (mt.ERROR, mt.ERR_CERT_REVOKED), o)
+        self.assertEqual([(o.type, o.error_code) for o in live.seen], [(mt.ERROR, mt.ERR_CERT_REVOKED)])
         live.close()
         self.assert_serving()
 
@@ -636,7 +640,7 @@ class RobustnessTest(MtlsTestCase):
             self.assert_pong(busy.ping(rid, b"keepalive"), rid, b"keepalive")
             time.sleep(self.IDLE_TIMEOUT / 4)
         self.assertTrue(idle.closed_by_peer(timeout=TIMEOUT), "the idle session was not closed")
-        self.assertTrue(all(o.error_code == mt.ERR_IDLE_TIMEOUT for o in idle.seen), idle.seen)
+        self.assertEqual([o.error_code for o in idle.seen], [mt.ERR_IDLE_TIMEOUT], idle.seen)
         self.assert_pong(busy.ping(7, b"secd-it"))
 
     def test_configured_payload_max(self):
@@ -664,6 +668,12 @@ class RobustnessTest(MtlsTestCase):
         conn.close()
         self.assertTrue(d2.alive())
         d2.stop()
+
+    def test_sigterm_sends_shutting_down(self):
+        conn = self.session()
+        self.d.stop()
+        self.assertTrue(conn.closed_by_peer(), "a session outlived secd")
+        self.assertEqual([o.error_code for o in conn.seen], [mt.ERR_SHUTTING_DOWN], conn.seen)
 
     def test_reload_keeps_sessions(self):
         conn = self.session()
@@ -693,8 +703,9 @@ class RobustnessTest(MtlsTestCase):
             conn = self.session()
             conn.send(bad)
             self.assertTrue(conn.closed_by_peer(), f"still open after {bad!r}")
-            self.assertTrue(conn.seen and conn.seen[0].error_code == mt.ERR_BAD_FRAME,
-                            f"no ERROR BAD_FRAME before the close: {conn.seen}")
+            self.assertTrue(conn.seen and conn.seen[0].error_code == mt.ERR_BAD_FRAME
+                            and conn.seen[0].request_id == 0,
+                            f"no ERROR BAD_FRAME (request id 0) before the close: {conn.seen}")
         self.assert_serving()
 
     def test_oversize_length_gets_error_and_close(self):
@@ -702,8 +713,9 @@ class RobustnessTest(MtlsTestCase):
             conn = self.session()
             conn.send(mt.frame(mt.PING, 11, length=length))
             self.assertTrue(conn.closed_by_peer(), f"still open after a length of {length}")
-            self.assertTrue(conn.seen and conn.seen[0].error_code == mt.ERR_TOO_LARGE,
-                            f"no ERROR TOO_LARGE for length {length}: {conn.seen}")
+            self.assertTrue(conn.seen and conn.seen[0].error_code == mt.ERR_TOO_LARGE
+                            and conn.seen[0].request_id == 11,
+                            f"no ERROR TOO_LARGE (request id 11) for length {length}: {conn.seen}")
         # Exactly the maximum is fine.
         conn = self.session()
         payload = os.urandom(mt.PAYLOAD_MAX_DEFAULT)
@@ -734,8 +746,7 @@ class RobustnessTest(MtlsTestCase):
         if self.has_idle_timeout:
             self.assertTrue(conn.closed_by_peer(timeout=self.IDLE_TIMEOUT + TIMEOUT),
                             "a session stuck in a truncated frame is never closed")
-            for o in conn.seen:
-                self.assertNotEqual(o.type, mt.PONG, o)
+            self.assertEqual([o.error_code for o in conn.seen], [mt.ERR_IDLE_TIMEOUT], conn.seen)
         self.assertTrue(self.d.alive())
 
 
