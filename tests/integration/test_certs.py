@@ -60,6 +60,27 @@ def rfc3339(s):
     return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
 
 
+def process_memory_contains(pid, needles):
+    """Which of needles (bytes) occur in the readable memory of process pid (as root)."""
+    found = set()
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            lo, hi = (int(x, 16) for x in fields[0].split("-"))
+            # Sanitizer shadow and reserved ranges are huge and mostly unreadable.
+            if "r" not in fields[1] or hi - lo > (1 << 30):
+                continue
+            try:
+                mem.seek(lo)
+                data = mem.read(hi - lo)
+            except (OSError, ValueError, OverflowError):
+                continue
+            for n in needles:
+                if n in data:
+                    found.add(n)
+    return found
+
+
 @unittest.skipUnless(os.access(CERTTOOL, os.X_OK), "certtool (gnutls-bin) is not installed")
 class CertsTest(SecdTestCase):
 
@@ -133,6 +154,29 @@ class CertsTest(SecdTestCase):
         audit = self.secctl_json("audit", "--limit", "50")
         self.assertNotIn(key_body, json.dumps(audit))
         self.assertIn(doc["serial"], json.dumps(audit))
+
+    def test_issued_key_is_not_left_in_secd_memory(self):
+        """The reply carrying the key is wiped: no copy of the key's PEM text stays in secd.
+
+        Sharpest in the sanitizer build, whose allocator keeps freed memory
+        unused for a while: there, leaving out the wipes in control.c's
+        output queue fails this test. (libtasn1 inside GnuTLS may keep the
+        raw 32-byte seed in freed memory; that is outside secd's code and
+        not checked here.)
+        """
+        if os.geteuid() != 0:
+            self.skipTest("reading another process's memory needs root")
+        needles = []
+        for i in range(3):
+            out = self.outdir(f"out{i}")
+            self.issue(f"memory-{i}", out)
+            with open(os.path.join(out, f"memory-{i}.key")) as f:
+                needles += [line.encode() for line in f.read().splitlines() if not line.startswith("-----")]
+        # Every line of base64 carries key bytes (the first one of a P-256 key after its fixed prefix).
+        self.assertTrue(all(len(n) >= 40 for n in needles), needles)
+        self.secctl("cert", "list", expect=EXIT_SUCCESS)     # more traffic through the same buffers
+        found = process_memory_contains(self.d.pid, needles)
+        self.assertEqual(found, set(), "secd keeps a copy of an issued private key")
 
     def test_issue_default_validity_and_ca_file_shared(self):
         out = self.outdir("out")
