@@ -24,7 +24,8 @@ static double now_ms(void) {
 static int fail(secclient *c, const char *what, int r) {
         const char *note = secclient_last_error(c);
 
-        fprintf(stderr, "ping: %s: %s%s%s\n", what, secclient_strerror(r), note ? ": " : "", note ? note : "");
+        fprintf(stderr, "ping: %s: %s%s%s\n", what, secclient_strerror(r), note ? ": " : "",
+                note ? note : "");
         secclient_free(c);
         return 1;
 }
@@ -64,7 +65,8 @@ int main(int argc, char **argv) {
         r = secclient_connect(c);
         if (r < 0)
                 return fail(c, "connect", r);
-        printf("connected (enrolled, mTLS, admitted) in %.3f ms; certificate expires at %" PRIu64 " (µs since the epoch)\n",
+        printf("connected (enrolled, mTLS, admitted) in %.3f ms; certificate expires at %" PRIu64
+               " (µs since the epoch)\n",
                now_ms() - t, secclient_cert_expiry(c));
 
         for (long i = 0; i < count; i++) {

@@ -161,12 +161,13 @@ uint64_t secclient_cert_expiry(const secclient *c);
  * TLS server key purpose. The handshake resumes the previous session when
  * secd's ticket is still held. connect then does one PING round trip: with
  * TLS 1.3 the handshake completes before secd has admitted the process, and
- * the round trip turns a refusal into an error here.
- * One attempt, no retries. Errors: -ECONNREFUSED/-ENOENT secd not there;
- * -EACCES refused by secd (its ERROR frame's message, or the enrollment
- * refusal, in secclient_last_error()); -EKEYREJECTED secd's certificate did
- * not verify; -EKEYEXPIRED/-EKEYREVOKED our certificate; -ENOKEY no
- * credentials for a TCP endpoint; -ETIMEDOUT; errors of secclient_enroll().
+ * the round trip turns a refusal into an error here. An open connection is
+ * closed first. One attempt, no retries.
+ * Errors: -ECONNREFUSED/-ENOENT secd not there; -EACCES refused by secd
+ * (its ERROR frame's message, or the enrollment refusal, in
+ * secclient_last_error()); -EKEYREJECTED secd's certificate did not
+ * verify; -EKEYEXPIRED/-EKEYREVOKED our certificate; -ENOKEY no credentials
+ * for a TCP endpoint; -ETIMEDOUT; errors of secclient_enroll().
  */
 int secclient_connect(secclient *c);
 /* Close the connection (best-effort close_notify); no automatic reconnect until the next connect. */
@@ -203,7 +204,10 @@ const char *secclient_last_error(const secclient *c);
  * secclient_connect() itself makes one attempt.
  */
 
-/* PING round trip with payload (≤ SECCLIENT_PING_MAX bytes) echoed back: 0 when the echo matched (-EBADMSG if not). */
+/*
+ * PING round trip with payload (≤ SECCLIENT_PING_MAX bytes) echoed back: 0
+ * when the echo matched, -EBADMSG if not.
+ */
 int secclient_ping(secclient *c, const void *payload, size_t len);
 
 /*
@@ -223,7 +227,10 @@ int secclient_ping(secclient *c, const void *payload, size_t len);
 int secclient_send(secclient *c, uint8_t type, const void *payload, size_t len, uint32_t *ret_request_id);
 int secclient_recv(secclient *c, uint8_t *ret_type, uint32_t *ret_request_id, void **ret_payload,
                    size_t *ret_len);
-/* Decode an ERROR payload: its code (docs/protocol.md) and message (malloc'd, may be NULL if unwanted). -EBADMSG. */
+/*
+ * Decode an ERROR payload: its code (docs/protocol.md) and its message
+ * (malloc'd; ret_message may be NULL if unwanted). -EBADMSG if malformed.
+ */
 int secclient_error_parse(const void *payload, size_t len, uint16_t *ret_code, char **ret_message);
 
 /*

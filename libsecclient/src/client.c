@@ -1063,7 +1063,8 @@ static int credentials_ensure(secclient *c, const SecclientEndpoint *e) {
 
         if (!c->cred) {
                 if (!e->unix_socket) {
-                        set_last_error(c, "no credentials for a TCP endpoint (secclient_load_credentials())");
+                        set_last_error(c,
+                                       "no credentials for a TCP endpoint (secclient_load_credentials())");
                         return -ENOKEY;
                 }
                 return secclient_enroll(c);
@@ -1224,7 +1225,8 @@ static int reconnect(secclient *c) {
                         rnd = (uint32_t) mono_ms();
                 delay = backoff_delay_ms(attempt, rnd);
                 if (delay > 0) {
-                        struct timespec ts = { .tv_sec = delay / 1000, .tv_nsec = (long) (delay % 1000) * 1000000L };
+                        struct timespec ts = {.tv_sec = delay / 1000,
+                                              .tv_nsec = (long) (delay % 1000) * 1000000L};
                         while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                                 ;
                 }
@@ -1305,7 +1307,8 @@ _public_ int secclient_ping(secclient *c, const void *payload, size_t len) {
         if (r < 0)
                 return r;
         r = ping_once(c, payload, len, deadline_after(c->timeout_ms));
-        if (r < 0 && !c->connected && c->want_connected && (reconnect_worth_trying(r) || r == -EKEYEXPIRED)) {
+        if (r < 0 && !c->connected && c->want_connected &&
+            (reconnect_worth_trying(r) || r == -EKEYEXPIRED)) {
                 /* PING is idempotent: one more try on a fresh connection. */
                 r = reconnect(c);
                 if (r >= 0)

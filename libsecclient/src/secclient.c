@@ -32,7 +32,7 @@ _public_ const char *secclient_strerror(int error) {
         case EKEYREVOKED:
                 return "The client certificate was revoked";
         case EKEYREJECTED:
-                return "Certificate or key rejected (secd's certificate did not verify, or a key does not match)";
+                return "Certificate or key rejected (secd's certificate did not verify, or a key mismatch)";
         case ESHUTDOWN:
                 return "secd is shutting down";
         case ETIMEDOUT:

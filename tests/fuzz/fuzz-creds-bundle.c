@@ -36,7 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; i < 3; i++)
                 CHECK(v[i] && v[i][0] != '\0');
 
-        CHECK(creds_bundle_format(v[0], v[1], v[2], &text, &len) == 0 || size > SECCLIENT_CREDS_BUNDLE_MAX / 2);
+        CHECK(creds_bundle_format(v[0], v[1], v[2], &text, &len) == 0 ||
+              size > SECCLIENT_CREDS_BUNDLE_MAX / 2);
         if (text) {
                 CHECK(strlen(text) == len);
                 CHECK(creds_bundle_parse(text, len, &w[0], &w[1], &w[2]) == 0);

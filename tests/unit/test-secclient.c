@@ -58,7 +58,8 @@ static char *crt_pem(gnutls_x509_crt_t crt) {
 
 static char *key_pem(gnutls_x509_privkey_t key) {
         gnutls_datum_t d;
-        assert_int_equal(gnutls_x509_privkey_export2_pkcs8(key, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN, &d), 0);
+        assert_int_equal(
+                gnutls_x509_privkey_export2_pkcs8(key, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN, &d), 0);
         return datum_string(&d);
 }
 
@@ -78,7 +79,8 @@ static void crt_common(gnutls_x509_crt_t crt, const char *cn, time_t nb, time_t 
         assert_int_equal(gnutls_x509_crt_set_serial(crt, s, sizeof s), 0);
         assert_int_equal(gnutls_x509_crt_set_activation_time(crt, nb), 0);
         assert_int_equal(gnutls_x509_crt_set_expiration_time(crt, na), 0);
-        assert_int_equal(gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, cn, strlen(cn)), 0);
+        assert_int_equal(gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, cn, strlen(cn)),
+                         0);
 }
 
 static void pki_init(Pki *p, const char *cn) {
@@ -89,7 +91,8 @@ static void pki_init(Pki *p, const char *cn) {
         crt_common(p->ca_crt, cn, now - 60, now + 86400);
         assert_int_equal(gnutls_x509_crt_set_key(p->ca_crt, p->ca_key), 0);
         assert_int_equal(gnutls_x509_crt_set_basic_constraints(p->ca_crt, 1, -1), 0);
-        assert_int_equal(gnutls_x509_crt_set_key_usage(p->ca_crt, GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN), 0);
+        assert_int_equal(
+                gnutls_x509_crt_set_key_usage(p->ca_crt, GNUTLS_KEY_KEY_CERT_SIGN | GNUTLS_KEY_CRL_SIGN), 0);
         assert_int_equal(gnutls_x509_crt_sign2(p->ca_crt, p->ca_crt, p->ca_key, GNUTLS_DIG_SHA512, 0), 0);
         p->ca_pem = crt_pem(p->ca_crt);
 }
@@ -251,12 +254,14 @@ static void serve_connection(Server *srv, int fd) {
                                 if (n_held == 3) {
                                         for (unsigned i = 3; i > 0; i--) {
                                                 uint32_t id = held_ids[i - 1];
-                                                (void) write_frame(s, T_TYPE_ECHO | FRAME_REPLY_BIT, id, &id, sizeof id);
+                                                (void) write_frame(s, T_TYPE_ECHO | FRAME_REPLY_BIT, id, &id,
+                                                                   sizeof id);
                                         }
                                         n_held = 0;
                                 }
                         } else
-                                (void) write_error(s, h.request_id, FRAME_ERROR_UNKNOWN_TYPE, "unknown frame type");
+                                (void) write_error(s, h.request_id, FRAME_ERROR_UNKNOWN_TYPE,
+                                                   "unknown frame type");
                         frame_reader_reset(reader);
                         if (srv->mode == SERVER_DROP_AFTER_ONE && n_frames == 2)
                                 goto out;
@@ -294,7 +299,8 @@ static void *server_run(void *userdata) {
         return NULL;
 }
 
-static void server_start_family(Server *srv, Pki *pki, ServerMode mode, const char *server_purpose, int family) {
+static void server_start_family(Server *srv, Pki *pki, ServerMode mode, const char *server_purpose,
+                                int family) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         gnutls_datum_t ca = { (unsigned char *) pki->ca_pem, (unsigned) strlen(pki->ca_pem) };
         time_t now = time(NULL);
@@ -498,7 +504,8 @@ static void test_error_mapping(void **state) {
         uint16_t code;
         char *msg;
         assert_int_equal(frame_build_error(7, FRAME_ERROR_NOT_ADMITTED, "no", &buf, &size), 0);
-        assert_int_equal(secclient_error_parse(buf + FRAME_HEADER_SIZE, size - FRAME_HEADER_SIZE, &code, &msg), 0);
+        assert_int_equal(
+                secclient_error_parse(buf + FRAME_HEADER_SIZE, size - FRAME_HEADER_SIZE, &code, &msg), 0);
         assert_int_equal(code, FRAME_ERROR_NOT_ADMITTED);
         assert_string_equal(msg, "no");
         free(msg);
@@ -532,7 +539,8 @@ static void test_bundle(void **state) {
         erase_and_free(key);
 
         /* Key order does not matter; whitespace is allowed; \/ and \u00xx decode. */
-        static const char ok[] = " { \"client_key\" : \"k\\u0041\" , \"ca_cert\":\"c\\/a\", \"client_cert\":\"x\" } \n";
+        static const char ok[] =
+                " { \"client_key\" : \"k\\u0041\" , \"ca_cert\":\"c\\/a\", \"client_cert\":\"x\" } \n";
         assert_int_equal(creds_bundle_parse(ok, strlen(ok), &ca, &cert, &key), 0);
         assert_string_equal(key, "kA");
         assert_string_equal(ca, "c/a");
@@ -574,7 +582,8 @@ static void test_bundle(void **state) {
         assert_non_null(big);
         memset(big, ' ', SECCLIENT_CREDS_BUNDLE_MAX);
         big[SECCLIENT_CREDS_BUNDLE_MAX] = '\0';
-        assert_int_equal(creds_bundle_parse(big, SECCLIENT_CREDS_BUNDLE_MAX + 1, &ca, &cert, &key), -EMSGSIZE);
+        assert_int_equal(creds_bundle_parse(big, SECCLIENT_CREDS_BUNDLE_MAX + 1, &ca, &cert, &key),
+                         -EMSGSIZE);
         assert_int_equal(creds_bundle_format(big, "b", "c", &json, &len), -EMSGSIZE);
         free(big);
 }
@@ -640,7 +649,8 @@ static void test_creds_bad(void **state) {
         secclient *c = NULL;
         int sv[2];
         uint8_t hdr[4];
-        static const char garbage[] = "{\"ca_cert\":\"not a certificate\",\"client_cert\":\"x\",\"client_key\":\"y\"}";
+        static const char garbage[] =
+                "{\"ca_cert\":\"not a certificate\",\"client_cert\":\"x\",\"client_key\":\"y\"}";
 
         assert_int_equal(secclient_new(&c), 0);
         assert_int_equal(secclient_set_timeout(c, 2000), 0);
@@ -1114,7 +1124,8 @@ static void *enroll_run(void *userdata) {
                         assert_int_equal(varlink_buffer_feed(b, buf, (size_t) n), 0);
                 }
                 es->n_calls++;
-                json_object *call = json_tokener_parse(m), *params, *csr_o, *reply = json_object_new_object();
+                json_object *call = json_tokener_parse(m), *params, *csr_o,
+                            *reply = json_object_new_object();
                 assert_non_null(call);
                 assert_string_equal(json_object_get_string(json_object_object_get(call, "method")),
                                     "io.secd.Enroll.Issue");
@@ -1122,7 +1133,8 @@ static void *enroll_run(void *userdata) {
                 csr_o = json_object_object_get(params, "csr");
                 if (es->error) {
                         json_object_object_add(reply, "error", json_object_new_string(es->error));
-                        json_object_object_add(reply, "parameters", json_tokener_parse(es->error_parameters));
+                        json_object_object_add(reply, "parameters",
+                                               json_tokener_parse(es->error_parameters));
                 } else {
                         gnutls_x509_crq_t crq;
                         gnutls_datum_t d = { (unsigned char *) json_object_get_string(csr_o),
@@ -1134,14 +1146,16 @@ static void *enroll_run(void *userdata) {
                         assert_int_equal(gnutls_x509_crq_init(&crq), 0);
                         assert_int_equal(gnutls_x509_crq_import(crq, &d, GNUTLS_X509_FMT_PEM), 0);
                         assert_int_equal(gnutls_x509_crq_verify(crq, 0), 0);
-                        assert_int_equal(gnutls_x509_crq_get_pk_algorithm(crq, NULL), GNUTLS_PK_EDDSA_ED25519);
+                        assert_int_equal(gnutls_x509_crq_get_pk_algorithm(crq, NULL),
+                                         GNUTLS_PK_EDDSA_ED25519);
                         cert = pki_issue(es->pki, NULL, crq, GNUTLS_KP_TLS_WWW_CLIENT,
                                          now + (es->not_after_offset ? es->not_before_offset : -10),
                                          now + (es->not_after_offset ?: 3600));
                         gnutls_x509_crq_deinit(crq);
                         json_object_object_add(out, "certificate", json_object_new_string(cert));
                         json_object_object_add(out, "ca", json_object_new_string(es->pki->ca_pem));
-                        json_object_object_add(out, "expires", json_object_new_string("2099-01-01T00:00:00Z"));
+                        json_object_object_add(out, "expires",
+                                               json_object_new_string("2099-01-01T00:00:00Z"));
                         json_object_object_add(reply, "parameters", out);
                         free(cert);
                 }
@@ -1157,7 +1171,8 @@ static void *enroll_run(void *userdata) {
         return NULL;
 }
 
-static void enroll_server_start(EnrollServer *es, Pki *pki, const char *error, const char *error_parameters) {
+static void enroll_server_start(EnrollServer *es, Pki *pki, const char *error,
+                                const char *error_parameters) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
 
         *es = (EnrollServer) { .pki = pki, .error = error, .error_parameters = error_parameters };
