@@ -6,6 +6,7 @@
 #include <inttypes.h>
 
 #include "control.h"
+#include "hash-pool.h"
 #include "interfaces.h"
 #include "log.h"
 #include "secd-messages.h"
@@ -33,6 +34,36 @@ static int add_obj(json_object *o, const char *k, json_object *v) {
         return 0;
 }
 
+/* The data and tcp endpoints' TLS counters and the hashing pool (issue 4). */
+static int control_status_add_tls(Manager *m, json_object *reply) {
+        const DataCounters *d = &m->data_counters;
+        HashPoolStats hp = {};
+        json_object *tls, *pool;
+
+        if (m->hash_pool)
+                hash_pool_stats(m->hash_pool, &hp);
+        tls = json_object_new_object();
+        pool = json_object_new_object();
+        if (!tls || !pool || add_int(tls, "handshakes", (int64_t) d->handshakes) < 0 ||
+            add_int(tls, "resumed", (int64_t) d->resumed) < 0 ||
+            add_int(tls, "handshake_failures", (int64_t) d->handshake_failures) < 0 ||
+            add_int(tls, "handshake_timeouts", (int64_t) d->handshake_timeouts) < 0 ||
+            add_int(tls, "refused", (int64_t) d->refused) < 0 || add_int(pool, "queued", (int64_t) hp.queued) < 0 ||
+            add_int(pool, "submitted", (int64_t) hp.submitted) < 0 ||
+            add_int(pool, "completed", (int64_t) hp.completed) < 0 ||
+            add_int(pool, "rejected_busy", (int64_t) hp.rejected_busy) < 0 ||
+            add_int(pool, "rejected_uid", (int64_t) hp.rejected_uid) < 0) {
+                json_object_put(tls);
+                json_object_put(pool);
+                return -ENOMEM;
+        }
+        if (add_obj(reply, "tls", tls) < 0) {
+                json_object_put(pool);
+                return -ENOMEM;
+        }
+        return add_obj(reply, "hash_pool", pool) < 0 ? -ENOMEM : 0;
+}
+
 int control_status_get(ControlConnection *c, const VarlinkCall *call) {
         Manager *m = c->manager;
         static const VarlinkField fields[] = { {} };
@@ -40,6 +71,7 @@ int control_status_get(ControlConnection *c, const VarlinkCall *call) {
         json_object *conn, *dec, *hc;
         ExeHashCacheStats st;
         const char *bad = NULL;
+        int r;
 
         if (varlink_params_extract(call->parameters, fields, &bad) < 0)
                 return control_error_invalid_parameter(c, bad);
@@ -92,6 +124,9 @@ int control_status_get(ControlConnection *c, const VarlinkCall *call) {
         }
         if (add_obj(reply, "hash_cache", hc) < 0)
                 return -ENOMEM;
+        r = control_status_add_tls(m, reply);
+        if (r < 0)
+                return r;
         return control_reply(c, TAKE_PTR(reply), false);
 }
 

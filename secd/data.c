@@ -286,6 +286,7 @@ static int data_on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static void data_refuse(DataConnection *c, const char *reason) {
+        c->manager->data_counters.refused++;
         log_info("%s #%" PRIu64 ": not admitted: %s", data_ep(c), c->id, reason);
         data_fail(c, 0, FRAME_ERROR_NOT_ADMITTED, reason);
 }
@@ -325,6 +326,9 @@ static void data_handshake_done(DataConnection *c) {
         int r;
 
         c->resumed = gnutls_session_is_resumed(c->session);
+        m->data_counters.handshakes++;
+        if (c->resumed)
+                m->data_counters.resumed++;
         r = tls_session_peer_identity(c->session, &c->cert, &reason);
         if (r < 0) {
                 data_refuse(c, reason);
@@ -377,6 +381,7 @@ static int data_step(DataConnection *c) {
                 }
                 if (r < 0) {
                         log_info("%s #%" PRIu64 ": TLS handshake failed: %s", data_ep(c), c->id, gnutls_strerror(r));
+                        c->manager->data_counters.handshake_failures++;
                         (void) gnutls_alert_send_appropriate(c->session, r);
                         return -EPROTO;
                 }
@@ -472,6 +477,7 @@ static int data_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         case DATA_HANDSHAKE:
         case DATA_ADMITTING:
                 log_info("%s #%" PRIu64 ": handshake not completed within handshake_timeout, closing.", data_ep(c), c->id);
+                c->manager->data_counters.handshake_timeouts++;
                 data_connection_free(c);
                 return 0;
         case DATA_OPEN:

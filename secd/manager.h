@@ -37,6 +37,15 @@ typedef struct DecisionCounters {
         uint64_t permissive;    /* the policy denied, permissive mode admitted */
 } DecisionCounters;
 
+/* The data and tcp endpoints' TLS sessions since start (data.c). */
+typedef struct DataCounters {
+        uint64_t handshakes;            /* completed, full or resumed */
+        uint64_t resumed;               /* of those, resumed from a session ticket */
+        uint64_t handshake_failures;    /* alert, bad or missing certificate, not TLS */
+        uint64_t handshake_timeouts;    /* handshake_timeout reached */
+        uint64_t refused;               /* completed, then not admitted (NOT_ADMITTED) */
+} DataCounters;
+
 typedef struct Manager {
         sd_event *event;
 
@@ -66,6 +75,7 @@ typedef struct Manager {
         TlsServer *tls;                 /* TLS priorities and session ticket key (tls.c) */
         DataConnection *data_connections; /* mTLS sessions on data and tcp, linked list (data.c) */
         HashPool *hash_pool;            /* worker threads for cold executable hashing (hash-pool.c) */
+        DataCounters data_counters;
 
         uint64_t start_usec;            /* CLOCK_MONOTONIC */
         unsigned audit_appends;         /* since the last trim */

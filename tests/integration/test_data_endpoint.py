@@ -92,6 +92,10 @@ class DataEndpointTest(SecdTestCase):
         conn.send(frame(PING, 10, b"a") + frame(PING, 11, b"bb") + frame(PING, 12, b"ccc"))
         for rid, p in ((10, b"a"), (11, b"bb"), (12, b"ccc")):
             self.assertTrue(conn.read_frame().is_pong(rid, p))
+        st = self.secctl_json("status")
+        self.assertEqual(st["connections"]["data"], 1, st)
+        self.assertGreaterEqual(st["tls"]["handshakes"], 1, st)
+        self.assertEqual(st["tls"]["refused"], 0, st)
 
     def test_tls12_is_refused(self):
         self.start()
@@ -130,6 +134,7 @@ class DataEndpointTest(SecdTestCase):
                 o = conn.ping()
                 self.assert_error_then_closed(o, ERR_NOT_ADMITTED)
                 self.assertTrue(conn.closed_by_peer(5))
+        self.assertEqual(self.secctl_json("status")["tls"]["refused"], 2)
 
     def test_unknown_type_keeps_the_session(self):
         self.start()
@@ -194,6 +199,7 @@ class DataEndpointTest(SecdTestCase):
             took = time.monotonic() - t0
         self.assertGreater(took, 0.5)
         self.assertLess(took, 5)
+        self.assertEqual(self.secctl_json("status")["tls"]["handshake_timeouts"], 1)
 
     def test_idle_timeout(self):
         self.start("--data-idle-timeout", "1s")
@@ -217,6 +223,7 @@ class DataEndpointTest(SecdTestCase):
         self.addCleanup(c2.close)
         self.assert_pong(c2)
         self.assertTrue(c2.sock.session_reused, "the ticket did not resume")
+        self.assertGreaterEqual(self.secctl_json("status")["tls"]["resumed"], 1)
 
     def test_sigterm_says_shutting_down(self):
         self.start()
