@@ -6,6 +6,7 @@
  *   bench-handshake client --connect unix:PATH|HOST:PORT --ca FILE
  *                          (--cert FILE --key FILE | --enroll PATH)
  *                          --frame ping|echo --server-pid PID [--count N] [--seconds S]
+ *                          [--only full|resumed]
  *       N full handshakes, then N resumed ones (each reusing the newest
  *       session ticket), each followed by one 28-byte round trip (a PING
  *       frame; "ping" expects secd's PONG, "echo" expects the same bytes
@@ -62,7 +63,7 @@
 #define FLOOR_BUDGET_NS (UINT64_C(2) * 1000 * 1000 * 1000)
 
 static const char *arg_connect, *arg_ca, *arg_cert, *arg_key, *arg_enroll, *arg_frame = "ping";
-static const char *arg_client_cert, *arg_client_key, *arg_listen;
+static const char *arg_client_cert, *arg_client_key, *arg_listen, *arg_only;
 static unsigned arg_count = COUNT_DEFAULT, arg_seconds = SECONDS_DEFAULT;
 static pid_t arg_server_pid;
 
@@ -432,8 +433,10 @@ static int run_client(void) {
         /* Untimed warm-up: page cache, server caches (hash cache), first ticket. */
         for (unsigned i = 0; i < 5; i++)
                 (void) client_connection(&c, false, i);
-        phase_run(&c, "full", false);
-        phase_run(&c, "resumed", true);
+        if (!arg_only || streq(arg_only, "full"))
+                phase_run(&c, "full", false);
+        if (!arg_only || streq(arg_only, "resumed"))
+                phase_run(&c, "resumed", true);
 
         datum_wipe(&c.session_data);
         gnutls_priority_deinit(c.prio);
@@ -724,6 +727,8 @@ int main(int argc, char *argv[]) {
                         arg_enroll = v;
                 else if (streq(o, "--frame"))
                         arg_frame = v;
+                else if (streq(o, "--only"))
+                        arg_only = v;
                 else if (streq(o, "--listen"))
                         arg_listen = v;
                 else if (streq(o, "--server-pid"))
