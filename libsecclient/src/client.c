@@ -855,6 +855,12 @@ static int tls_fill(secclient *c, uint64_t deadline) {
                                 return r;
                         continue;
                 }
+                /* A warning alert or a post-handshake message: read on, within the deadline. */
+                if (!gnutls_error_is_fatal((int) n)) {
+                        if (remaining_ms(deadline) == 0)
+                                return -ETIMEDOUT;
+                        continue;
+                }
                 return gnutls_to_errno((int) n);
         }
 }
@@ -1094,6 +1100,17 @@ static int connect_once(secclient *c) {
         connection_close(c);
         clear_last_error(c);
 
+        /* A reader that met a bad frame stays unusable: each connection gets a fresh one. */
+        {
+                FrameReader *reader = NULL;
+
+                r = frame_reader_new(FRAME_PAYLOAD_MAX_HARD, &reader);
+                if (r < 0)
+                        return r;
+                frame_reader_free(c->reader);
+                c->reader = reader;
+        }
+
         r = endpoint_parse(c->endpoint, &e);
         if (r < 0)
                 return r;
@@ -1148,7 +1165,7 @@ static int connect_once(secclient *c) {
                         }
                         continue;
                 }
-                if (!gnutls_error_is_fatal(g))
+                if (!gnutls_error_is_fatal(g) && remaining_ms(deadline) != 0)
                         continue;
                 set_last_error(c, "TLS handshake with %s failed: %s", c->endpoint, gnutls_strerror(g));
                 if (g == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR || g == GNUTLS_E_CERTIFICATE_ERROR)

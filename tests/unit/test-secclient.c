@@ -33,6 +33,8 @@
 
 #define T_TYPE_ECHO 0x10   /* test server: held until 3 arrived, answered in reverse order */
 #define T_TYPE_UNKNOWN 0x7e
+#define T_TYPE_BIG 0x11      /* test server: replies with as many bytes as the uint32 payload says */
+#define T_TYPE_HUGE 0x12     /* test server: replies with a header announcing 17 MiB, then nothing */
 
 /* ---------------------------------------------------------------------- */
 /* Certificates made at test time */
@@ -165,16 +167,31 @@ typedef struct Server {
         unsigned n_resumed;
 } Server;
 
+/* gnutls_record_send() sends at most one record per call. */
+static int send_all_tls(gnutls_session_t s, const uint8_t *p, size_t size) {
+        while (size > 0) {
+                ssize_t n = gnutls_record_send(s, p, size);
+
+                if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+                        continue;
+                if (n <= 0)
+                        return -1;
+                p += n;
+                size -= (size_t) n;
+        }
+        return 0;
+}
+
 static int write_frame(gnutls_session_t s, uint8_t type, uint32_t id, const void *p, uint32_t len) {
         uint8_t *buf;
         size_t size;
-        ssize_t n;
+        int r;
 
         if (frame_build(type, id, p, len, &buf, &size) < 0)
                 return -1;
-        n = gnutls_record_send(s, buf, size);
+        r = send_all_tls(s, buf, size);
         free(buf);
-        return n == (ssize_t) size ? 0 : -1;
+        return r;
 }
 
 static int write_error(gnutls_session_t s, uint32_t id, uint16_t code, const char *msg) {
@@ -259,6 +276,23 @@ static void serve_connection(Server *srv, int fd) {
                                         }
                                         n_held = 0;
                                 }
+                        } else if (h.type == T_TYPE_BIG && h.length == 4) {
+                                uint32_t want;
+                                uint8_t *big;
+
+                                memcpy(&want, payload, 4);
+                                big = malloc(want ? want : 1);
+                                assert_non_null(big);
+                                for (uint32_t i = 0; i < want; i++)
+                                        big[i] = (uint8_t) i;
+                                (void) write_frame(s, T_TYPE_BIG | FRAME_REPLY_BIT, h.request_id, big, want);
+                                free(big);
+                        } else if (h.type == T_TYPE_HUGE) {
+                                uint8_t hdr[FRAME_HEADER_SIZE];
+
+                                frame_header_write(hdr, T_TYPE_HUGE | FRAME_REPLY_BIT, h.request_id,
+                                                   FRAME_PAYLOAD_MAX_HARD + 1);
+                                (void) gnutls_record_send(s, hdr, sizeof hdr);
                         } else
                                 (void) write_error(s, h.request_id, FRAME_ERROR_UNKNOWN_TYPE,
                                                    "unknown frame type");
@@ -838,6 +872,40 @@ static void test_connect_ping_pipeline(void **state) {
         }
         assert_int_equal(secclient_send(c, FRAME_PONG, NULL, 0, NULL), -EINVAL);
 
+        /* A reply over many TLS records, and an empty one. */
+        static const uint32_t sizes[] = { 1u << 20, 0, 70000 };
+        for (size_t i = 0; i < ELEMENTSOF(sizes); i++) {
+                uint8_t type;
+                uint32_t id, sent;
+                void *payload;
+                size_t len;
+
+                assert_int_equal(secclient_send(c, T_TYPE_BIG, &sizes[i], 4, &sent), 0);
+                assert_int_equal(secclient_recv(c, &type, &id, &payload, &len), 0);
+                assert_int_equal(type, T_TYPE_BIG | FRAME_REPLY_BIT);
+                assert_int_equal(id, sent);
+                assert_int_equal(len, sizes[i]);
+                assert_non_null(payload);
+                for (size_t k = 0; k < len; k += 4099)
+                        assert_int_equal(((uint8_t *) payload)[k], (uint8_t) k);
+                free(payload);
+        }
+
+        /* A reply announcing more than the hard cap: refused before allocating, connection closed. */
+        {
+                uint8_t type;
+                uint32_t id;
+                void *payload;
+                size_t len;
+
+                assert_int_equal(secclient_send(c, T_TYPE_HUGE, NULL, 0, NULL), 0);
+                assert_int_equal(secclient_recv(c, &type, &id, &payload, &len), -EMSGSIZE);
+                assert_int_equal(secclient_recv(c, &type, &id, &payload, &len), -ENOTCONN);
+                /* ping reconnects (resuming) */
+                assert_int_equal(secclient_ping(c, "back", 4), 0);
+                assert_int_equal(client_session_resumed(c), 1);
+        }
+
         /* Disconnect, reconnect: the session is resumed from the ticket. */
         secclient_disconnect(c);
         assert_int_equal(secclient_ping(c, "x", 1), -ENOTCONN);
@@ -847,8 +915,8 @@ static void test_connect_ping_pipeline(void **state) {
         secclient_free(c);
 
         server_stop(&srv);
-        assert_int_equal(srv.n_connections, 2);
-        assert_int_equal(srv.n_resumed, 1);
+        assert_int_equal(srv.n_connections, 3);
+        assert_int_equal(srv.n_resumed, 2);
         creds_done(&cc);
         pki_done(&pki);
 }
