@@ -307,11 +307,15 @@ class ClientAdmissionTest(ClientTestCase):
 
     def test_same_binary_under_another_uid_is_refused_at_enrollment(self):
         self.allow_only(self.client_sha)
+        after = self.last_audit_id()
         code, steps, info = self.run_client("ping", uid=NOBODY_UID)
         self.assertNotEqual(code, 0, info)
         self.assertIs(steps["enroll"]["ok"], False, info)
         self.assertEqual(steps["enroll"]["error"], "EACCES", info)
         self.assertNotIn("connect", steps, info)
+        self.assertIn((NOBODY_UID, self.client_sha, "deny", False),
+                      [(f.get("uid"), f.get("sha256"), f.get("verdict"), f.get("admit"))
+                       for f in self.decisions_since(after, "enroll")])
         # Root with the very same file is let in: the uid made the difference.
         code, steps, info = self.run_client("ping")
         self.assertEqual(code, 0, info)
@@ -324,10 +328,14 @@ class ClientAdmissionTest(ClientTestCase):
         cp = subprocess.run([clone, "marker"], capture_output=True, timeout=TIMEOUT, env=base_env())
         self.assertEqual(cp.returncode, 0, cp)
         self.assertEqual(cp.stdout.strip(), mt.TEST_CLIENT_MARKER.replace(b"0", b"1", 1))
+        after = self.last_audit_id()
         code, steps, info = self.run_client("ping", exe=clone)
         self.assertNotEqual(code, 0, info)
         self.assertIs(steps["enroll"]["ok"], False, info)
         self.assertEqual(steps["enroll"]["error"], "EACCES", info)
+        self.assertIn((0, clone, sha256_file(clone), "deny", False),
+                      [(f.get("uid"), f.get("exe"), f.get("sha256"), f.get("verdict"), f.get("admit"))
+                       for f in self.decisions_since(after, "enroll")])
 
     def test_stolen_certificate_used_by_another_uid_is_refused(self):
         # nobody with this binary is allowed too: only the certificate's uid
