@@ -9,6 +9,9 @@
 struct HashJob {
         HashJob *next;                  /* in the queue or the done list */
         HashJob *all_prev, *all_next;   /* every job not yet freed */
+        HashJob *leader;                /* a follower waits for this job's result (no fd, never queued) */
+        HashJob *followers;             /* a leader's followers, linked through follower_next */
+        HashJob *follower_next;
         HashPool *pool;
         int fd;
         struct stat st;
@@ -19,6 +22,7 @@ struct HashJob {
         void *userdata;
         bool cancelled;                 /* under lock */
         bool queued;                    /* under lock: still in the queue */
+        bool finished;                  /* under lock: hashed, result on its way to the loop */
 };
 
 struct HashPool {
@@ -42,6 +46,22 @@ struct HashPool {
 
         HashPoolStats stats;
 };
+
+static bool stat_same_file(const struct stat *a, const struct stat *b) {
+        return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+                a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+                a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* Someone still wants this job's result: itself or one of its followers. */
+static bool hash_job_wanted_locked(const HashJob *j) {
+        if (!j->cancelled)
+                return true;
+        for (const HashJob *f = j->followers; f; f = f->follower_next)
+                if (!f->cancelled)
+                        return true;
+        return false;
+}
 
 static void hash_job_free_locked(HashPool *p, HashJob *j) {
         if (j->all_prev)
@@ -77,7 +97,7 @@ static void *hash_pool_worker(void *userdata) {
                 j->queued = false;
                 cache = p->cache;
                 p->cache_users++;
-                skip = j->cancelled;
+                skip = !hash_job_wanted_locked(j);
                 (void) pthread_mutex_unlock(&p->lock);
 
                 /* The slow part, unlocked. The cache has its own lock. */
@@ -87,6 +107,7 @@ static void *hash_pool_worker(void *userdata) {
                 if (--p->cache_users == 0)
                         (void) pthread_cond_broadcast(&p->cache_idle);
                 j->fd = safe_close(j->fd);
+                j->finished = true;
                 j->next = p->done_head;
                 p->done_head = j;
                 (void) !write(p->event_fd, &one, sizeof one);
@@ -113,7 +134,7 @@ static int hash_pool_on_event(sd_event_source *s, int fd, uint32_t revents, void
                 list = next;
         }
         while (rev) {
-                HashJob *j = rev;
+                HashJob *j = rev, *f;
                 bool cancelled;
 
                 rev = j->next;
@@ -121,10 +142,22 @@ static int hash_pool_on_event(sd_event_source *s, int fd, uint32_t revents, void
                 cancelled = j->cancelled;
                 p->stats.completed++;
                 (void) pthread_mutex_unlock(&p->lock);
-                /* The callback may cancel other jobs, never this one (it is no longer theirs). */
+                /* A callback may cancel other jobs (checked under the lock right before each call). */
                 if (!cancelled && j->done)
                         j->done(j->result, j->result >= 0 ? j->sha256 : NULL, j->userdata);
+                for (f = j->followers; f; f = f->follower_next) {
+                        (void) pthread_mutex_lock(&p->lock);
+                        cancelled = f->cancelled;
+                        (void) pthread_mutex_unlock(&p->lock);
+                        if (!cancelled && f->done)
+                                f->done(j->result, j->result >= 0 ? j->sha256 : NULL, f->userdata);
+                }
                 (void) pthread_mutex_lock(&p->lock);
+                while (j->followers) {
+                        f = j->followers;
+                        j->followers = f->follower_next;
+                        hash_job_free_locked(p, f);
+                }
                 hash_job_free_locked(p, j);
                 (void) pthread_mutex_unlock(&p->lock);
         }
@@ -202,8 +235,36 @@ int hash_pool_submit(HashPool *p, int fd, const struct stat *st, uint32_t uid, H
                 return -ENOMEM;
 
         (void) pthread_mutex_lock(&p->lock);
+        /*
+         * The same file already on its way (many clients of one program connecting at
+         * once): wait for that result instead of hashing again or using up a slot.
+         */
+        for (HashJob *k = p->all; k; k = k->all_next) {
+                if (k->leader || k->finished || !stat_same_file(&k->st, st))
+                        continue;
+                *j = (HashJob) {
+                        .pool = p,
+                        .fd = -EBADF,
+                        .st = *st,
+                        .uid = uid,
+                        .done = done,
+                        .userdata = userdata,
+                        .leader = k,
+                        .follower_next = k->followers,
+                        .all_next = p->all,
+                };
+                k->followers = j;
+                if (p->all)
+                        p->all->all_prev = j;
+                p->all = j;
+                p->stats.coalesced++;
+                (void) pthread_mutex_unlock(&p->lock);
+                if (ret)
+                        *ret = j;
+                return 0;
+        }
         for (HashJob *k = p->all; k; k = k->all_next)
-                if (k->uid == uid && !k->cancelled)
+                if (k->uid == uid && !k->cancelled && !k->leader)
                         per_uid++;
         if (per_uid >= HASH_POOL_PER_UID_MAX) {
                 p->stats.rejected_uid++;
@@ -252,7 +313,8 @@ void hash_job_cancel(HashJob *j) {
         p = j->pool;
         (void) pthread_mutex_lock(&p->lock);
         j->cancelled = true;
-        if (j->queued) {
+        /* A follower goes with its leader; a leader others wait for still runs. */
+        if (j->queued && !hash_job_wanted_locked(j)) {
                 /* Not started: take it out and free it now. */
                 HashJob **pp = &p->queue_head, *prev = NULL;
                 while (*pp && *pp != j) {
@@ -264,6 +326,11 @@ void hash_job_cancel(HashJob *j) {
                         if (p->queue_tail == j)
                                 p->queue_tail = prev;
                         p->n_queued--;
+                        while (j->followers) {
+                                HashJob *f = j->followers;
+                                j->followers = f->follower_next;
+                                hash_job_free_locked(p, f);
+                        }
                         hash_job_free_locked(p, j);
                 }
         }

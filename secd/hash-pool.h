@@ -39,8 +39,11 @@ void hash_pool_set_cache(HashPool *p, ExeHashCache *cache);
 
 /*
  * Hash the file open as fd (duplicated; the caller keeps its own) with
- * stat st, for uid. done runs later on the loop. -EBUSY if the queue is
- * full, -EUSERS if uid has HASH_POOL_PER_UID_MAX jobs in flight.
+ * stat st, for uid. done runs later on the loop. A file already being
+ * hashed (same dev, inode, size, mtime, ctime) is not hashed again: the
+ * new job waits for that result and counts against no limit. Otherwise
+ * -EBUSY if the queue is full, -EUSERS if uid has HASH_POOL_PER_UID_MAX
+ * jobs in flight.
  */
 int hash_pool_submit(HashPool *p, int fd, const struct stat *st, uint32_t uid, HashPoolDone done, void *userdata,
                      HashJob **ret);
@@ -50,6 +53,7 @@ void hash_job_cancel(HashJob *j);
 
 typedef struct HashPoolStats {
         uint64_t submitted, completed, rejected_busy, rejected_uid;
+        uint64_t coalesced;             /* waited for a job hashing the same file */
         size_t queued;
 } HashPoolStats;
 void hash_pool_stats(HashPool *p, HashPoolStats *ret);

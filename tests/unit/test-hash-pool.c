@@ -109,17 +109,20 @@ static void test_per_uid_limit_and_cancel(void **state) {
         HashJob *jobs[HASH_POOL_PER_UID_MAX];
         Result res[HASH_POOL_PER_UID_MAX + 1] = {}, other = {};
         HashPoolStats stats;
-        struct stat st;
-        int fd = make_file(8192, &st);
+        struct stat st, sts[HASH_POOL_PER_UID_MAX + 1];
+        int fd = make_file(8192, &st), fds[HASH_POOL_PER_UID_MAX + 1];
 
         assert_int_equal(sd_event_new(&e), 0);
         assert_int_equal(exe_hash_cache_new(16, UINT64_C(1) << 30, &cache), 0);
         assert_int_equal(hash_pool_new(e, cache, &p), 0);
 
-        /* Jobs count against their uid until the loop has delivered them. */
+        /* Jobs for different files count against their uid until the loop has delivered them. */
+        for (size_t i = 0; i <= HASH_POOL_PER_UID_MAX; i++)
+                fds[i] = make_file(4096 + i, &sts[i]);
         for (size_t i = 0; i < HASH_POOL_PER_UID_MAX; i++)
-                assert_int_equal(hash_pool_submit(p, fd, &st, 7, on_done, &res[i], &jobs[i]), 0);
-        assert_int_equal(hash_pool_submit(p, fd, &st, 7, on_done, &res[HASH_POOL_PER_UID_MAX], NULL), -EUSERS);
+                assert_int_equal(hash_pool_submit(p, fds[i], &sts[i], 7, on_done, &res[i], &jobs[i]), 0);
+        assert_int_equal(hash_pool_submit(p, fds[HASH_POOL_PER_UID_MAX], &sts[HASH_POOL_PER_UID_MAX], 7, on_done,
+                                          &res[HASH_POOL_PER_UID_MAX], NULL), -EUSERS);
         /* Another uid is not affected. */
         assert_int_equal(hash_pool_submit(p, fd, &st, 8, on_done, &other, NULL), 0);
         /* A cancelled job never calls back, and frees its uid's slot. */
@@ -151,6 +154,49 @@ static void test_per_uid_limit_and_cancel(void **state) {
         exe_hash_cache_free(cache2);
         sd_event_unref(e);
         close(fd);
+        for (size_t i = 0; i <= HASH_POOL_PER_UID_MAX; i++)
+                close(fds[i]);
+}
+
+static void test_same_file_coalesced(void **state) {
+        sd_event *e = NULL;
+        ExeHashCache *cache = NULL;
+        HashPool *p = NULL;
+        HashJob *jobs[3 * HASH_POOL_PER_UID_MAX];
+        Result res[3 * HASH_POOL_PER_UID_MAX] = {};
+        HashPoolStats stats;
+        uint8_t expect[SHA256_DIGEST_LEN];
+        struct stat st;
+        int fd = make_file(1 << 20, &st);
+
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(exe_hash_cache_new(16, UINT64_C(1) << 30, &cache), 0);
+        assert_int_equal(hash_pool_new(e, cache, &p), 0);
+        assert_int_equal(exe_hash_fd(fd, &st, UINT64_C(1) << 30, expect), 0);
+
+        /* Many clients of one program at once: one hash, every caller answered, no limit hit. */
+        for (size_t i = 0; i < ELEMENTSOF(res); i++)
+                assert_int_equal(hash_pool_submit(p, fd, &st, 7, on_done, &res[i], &jobs[i]), 0);
+        /* Cancelling the leader does not take the answer away from the others. */
+        hash_job_cancel(jobs[0]);
+        hash_job_cancel(jobs[5]);
+        res[0].calls = res[5].calls = 1;
+        run_until(e, res, ELEMENTSOF(res));
+        for (size_t i = 0; i < ELEMENTSOF(res); i++) {
+                assert_int_equal(res[i].calls, 1);
+                if (i != 0 && i != 5) {
+                        assert_int_equal(res[i].r, 0);
+                        assert_memory_equal(res[i].sha256, expect, SHA256_DIGEST_LEN);
+                }
+        }
+        hash_pool_stats(p, &stats);
+        assert_int_equal(stats.submitted, 1);
+        assert_int_equal(stats.coalesced, ELEMENTSOF(res) - 1);
+        assert_int_equal(stats.rejected_uid, 0);
+        hash_pool_free(p);
+        exe_hash_cache_free(cache);
+        sd_event_unref(e);
+        close(fd);
 }
 
 int main(void) {
@@ -158,6 +204,7 @@ int main(void) {
                 cmocka_unit_test(test_hash_matches),
                 cmocka_unit_test(test_too_large),
                 cmocka_unit_test(test_per_uid_limit_and_cancel),
+                cmocka_unit_test(test_same_file_coalesced),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
