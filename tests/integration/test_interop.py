@@ -235,7 +235,13 @@ class TcpInteropTest(MtlsTestCase):
         files = self.issue("it-unix")
         self.allow_cert("it-unix")
         o, _, _ = mt.tls_ping(self.d.data, mt.tls_context(files["ca"], files["cert"], files["key"]))
-        self.assert_refused(o, msg="a remote certificate on the Unix endpoint")
+        self.assert_not_admitted(o, "a remote certificate on the Unix endpoint")
+
+    def test_enrolled_certificate_is_refused_on_tcp(self):
+        # A local certificate names a uid and a program on this host, not a remote peer.
+        ca, cert, key = self.python_creds()
+        o, _, _ = mt.tls_ping(self.addr, mt.tls_context(ca, cert, key), family=socket.AF_INET)
+        self.assert_not_admitted(o, "an enrolled (local) certificate on the tcp endpoint")
 
     def test_revoked_remote_certificate_is_refused_on_tcp(self):
         files = self.issue("it-revoked")
