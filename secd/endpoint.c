@@ -8,6 +8,7 @@
 
 #include "admission.h"
 #include "control.h"
+#include "enroll.h"
 #include "data.h"
 #include "endpoint.h"
 #include "log.h"
@@ -119,10 +120,8 @@ static int endpoint_on_accept(sd_event_source *s, int fd, uint32_t revents, void
                 (void) data_connection_new(m, e->kind, TAKE_FD(cfd));
                 return 0;
         case POLICY_ENDPOINT_ENROLL:
-                /* Until the enroll server lands: judge the peer, record the decision, close. */
-                m->n_connections[e->kind]++;
-                admission_check(m, e->kind, cfd);
-                m->n_connections[e->kind]--;
+                /* io.secd.Enroll: admission per Issue call, on the live peer (enroll.c). */
+                (void) enroll_connection_new(m, TAKE_FD(cfd));
                 return 0;
         case POLICY_ENDPOINT_CONTROL:
                 (void) control_connection_new(m, TAKE_FD(cfd));

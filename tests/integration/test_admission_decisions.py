@@ -30,11 +30,33 @@ PTRACE_ATTACH = 16
 PTRACE_DETACH = 17
 
 
+# The enroll endpoint judges the peer per Enroll.Issue call: a call with a
+# CSR that is not one gets NotAdmitted (denied) or InvalidRequest (admitted).
+ENROLL_PROBE = b'{"method":"io.secd.Enroll.Issue","parameters":{"csr":"not a csr"}}\0'
+ENROLL_ANSWERS = (b'"io.secd.Enroll.NotAdmitted"', b'"io.secd.Enroll.InvalidRequest"')
+
+
+def enroll_probe(s):
+    s.sendall(ENROLL_PROBE)
+    buf = b""
+    while not buf.endswith(b"\0"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    if not any(a in buf for a in ENROLL_ANSWERS):
+        raise AssertionError(f"unexpected enroll answer {buf!r}")
+
+
 def connect_and_wait(path):
-    """Connect, wait until secd hangs up; return our pid (runs in any process)."""
+    """Connect, wait until secd hangs up (enroll: until it answers a call); return our pid (runs in any process)."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(30)
     s.connect(path)
+    if path.endswith("enroll.sock"):
+        enroll_probe(s)
+        s.close()
+        return os.getpid()
     try:
         data = s.recv(1)
     except ConnectionResetError:
@@ -50,6 +72,17 @@ import os, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 s.settimeout(30)
 s.connect(sys.argv[1])
+if sys.argv[1].endswith("enroll.sock"):
+    s.sendall(b'{"method":"io.secd.Enroll.Issue","parameters":{"csr":"not a csr"}}\\0')
+    buf = b""
+    while not buf.endswith(b"\\0"):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    assert b"NotAdmitted" in buf or b"InvalidRequest" in buf, buf
+    print(os.getpid())
+    sys.exit(0)
 try:
     data = s.recv(1)
 except ConnectionResetError:
@@ -222,6 +255,8 @@ class AdmissionTest(SecdTestCase):
                     os.close(r)
                     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                     s.connect(self.d.enroll)
+                    # Judged per call: the call waits in the socket until secd runs again.
+                    s.sendall(ENROLL_PROBE)
                     os.write(w, b"c")
                     s.settimeout(60)
                     s.recv(1)
