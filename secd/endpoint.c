@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -13,7 +14,9 @@
 #include "endpoint.h"
 #include "log.h"
 
-#define ENDPOINT_BACKLOG 128
+/* The kernel caps it at net.core.somaxconn: a burst of clients must not get EAGAIN on a Unix socket. */
+#define ENDPOINT_BACKLOG SOMAXCONN
+#define ENDPOINT_ACCEPT_BATCH 32
 #define ENDPOINT_ACCEPT_BACKOFF_USEC (UINT64_C(250) * 1000)
 
 static const char *endpoint_socket_name(PolicyEndpoint kind) {
@@ -131,6 +134,20 @@ static int endpoint_on_accept(sd_event_source *s, int fd, uint32_t revents, void
         }
 }
 
+/* Several connections per wake-up, so a burst is taken in while earlier handshakes run. */
+static int endpoint_on_accept_batch(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        for (unsigned i = 0; i < ENDPOINT_ACCEPT_BATCH; i++) {
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                int enabled = SD_EVENT_OFF;
+
+                if (i > 0 && (poll(&pfd, 1, 0) <= 0 || sd_event_source_get_enabled(s, &enabled) < 0 ||
+                              enabled == SD_EVENT_OFF))
+                        break;
+                (void) endpoint_on_accept(s, fd, revents, userdata);
+        }
+        return 0;
+}
+
 static int endpoint_attach(Manager *m, PolicyEndpoint kind, int fd, char *path, bool activated) {
         Endpoint *e;
         int r, flags;
@@ -154,7 +171,7 @@ static int endpoint_attach(Manager *m, PolicyEndpoint kind, int fd, char *path, 
                         e->address = strndup(sa.sun_path, len - offsetof(struct sockaddr_un, sun_path));
         }
 
-        r = sd_event_add_io(m->event, &e->source, fd, EPOLLIN, endpoint_on_accept, e);
+        r = sd_event_add_io(m->event, &e->source, fd, EPOLLIN, endpoint_on_accept_batch, e);
         if (r < 0) {
                 e->fd = -EBADF;
                 e->path = NULL;
