@@ -148,6 +148,9 @@ class EnrollTest(SecdTestCase):
             bad = f"-----BEGIN CERTIFICATE REQUEST-----\n{b64}-----END CERTIFICATE REQUEST-----\n"
             r = issue(d.enroll, bad)
             self.assertEqual(r.get("error"), "io.secd.Enroll.InvalidRequest", r)
+        # Larger than a CSR can be (16 KiB), though within the Varlink message limit.
+        r = issue(d.enroll, good + "\n" * (20 * 1024))
+        self.assertEqual(r.get("error"), "io.secd.Enroll.InvalidRequest", r)
         # Missing parameter.
         with RawVarlink(d.enroll) as v:
             with self.assertRaises(VarlinkError) as cm:
@@ -185,6 +188,15 @@ class EnrollTest(SecdTestCase):
         with RawVarlink(d.control) as v:
             info = v.call("org.varlink.service.GetInfo")
             self.assertNotIn("io.secd.Enroll", info["interfaces"])
+
+    def test_reload_keeps_the_ca(self):
+        d = self.start()
+        csr = self.csr()
+        first = issue(d.enroll, csr)["ok"]["ca"]
+        d.reload()
+        r = issue(d.enroll, csr)
+        self.assertIn("ok", r, r)
+        self.assertEqual(r["ok"]["ca"], first)
 
     def test_ca_files(self):
         d = self.start()

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -620,6 +621,29 @@ static void test_server_credentials(void **state) {
         tls_credentials_unref(t);
 }
 
+/* A short server lifetime: past 2/3 of it the server certificate and credentials are renewed. */
+static void test_server_renewal(void **state) {
+        Fixture *f = *state;
+        CaSettings settings = { .server_lifetime_usec = 3 * UINT64_C(1000000) };
+        SecdCA *ca = NULL;
+        TlsCredentials *before = NULL, *after = NULL;
+        struct timespec ts = { .tv_sec = 2, .tv_nsec = 200 * 1000 * 1000 };
+
+        assert_int_equal(ca_open(f->dir, f->db, &settings, &ca), 0);
+        assert_int_equal(ca_credentials(ca, &before), 0);
+        assert_int_equal(ca_maybe_renew_server(ca), 0);
+        assert_int_equal(nanosleep(&ts, NULL), 0);
+        assert_int_equal(ca_maybe_renew_server(ca), 1);
+        assert_int_equal(ca_credentials(ca, &after), 0);
+        assert_ptr_not_equal(tls_credentials_get(before), tls_credentials_get(after));
+        assert_int_equal(ca_maybe_renew_server(ca), 0);
+        /* The old credentials outlive the CA for whoever still holds them. */
+        ca_free(ca);
+        assert_non_null(tls_credentials_get(before));
+        tls_credentials_unref(before);
+        tls_credentials_unref(after);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void) {
@@ -634,6 +658,7 @@ int main(void) {
                 T(test_issue_remote),
                 cmocka_unit_test(test_identity_strict),
                 T(test_server_credentials),
+                T(test_server_renewal),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
