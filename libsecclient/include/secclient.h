@@ -184,8 +184,9 @@ const char *secclient_last_error(const secclient *c);
  * connection is noticed by the call that meets it: secclient_ping() and
  * secclient_send() first read, without waiting, what secd already sent, so
  * a hang-up or a connection-level ERROR (request id 0) that arrived while
- * the program was idle is seen before they write. Replies still unanswered
- * on a dropped connection are lost. Then:
+ * the program was idle is seen before they write. Replies that arrived
+ * before the drop are still returned by secclient_recv(); requests left
+ * unanswered by it are lost. Then:
  *   - A drop for a transient reason (hang-up, ERROR IDLE_TIMEOUT or
  *     SHUTTING_DOWN, CERT_EXPIRED with enrolled credentials): secclient_ping()
  *     and secclient_send() reconnect automatically before using the

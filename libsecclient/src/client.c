@@ -339,7 +339,7 @@ static void connection_close(secclient *c) {
         c->connected = false;
         frame_reader_reset(c->reader);
         c->rpos = c->rlen = 0;
-        stash_clear(c);
+        /* Replies already received stay for secclient_recv(): their request ids are unique per handle. */
 }
 
 static void credentials_clear(secclient *c) {
@@ -361,6 +361,7 @@ _public_ secclient *secclient_free(secclient *c) {
         if (!c)
                 return NULL;
         connection_close(c);
+        stash_clear(c);
         credentials_clear(c);
         frame_reader_free(c->reader);
         free(c->endpoint);
@@ -1305,6 +1306,7 @@ _public_ void secclient_disconnect(secclient *c) {
                 (void) gnutls_bye(c->session, GNUTLS_SHUT_WR);
         }
         connection_close(c);
+        stash_clear(c);
         c->want_connected = false;
         c->drop_error = 0;
 }

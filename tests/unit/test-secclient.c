@@ -1129,6 +1129,31 @@ static void test_reconnect(void **state) {
         server_stop(&srv);
         assert_int_equal(srv.n_connections, 4);
 
+        /* A reply that arrived before the drop is still delivered after the reconnect. */
+        server_start(&srv, &pki, SERVER_IDLE_AFTER_ONE, GNUTLS_KP_TLS_WWW_SERVER);
+        c = client_for(&srv, &pki, &cc);
+        assert_int_equal(secclient_connect(c), 0);
+        {
+                uint8_t type;
+                uint32_t a, b, id;
+                void *payload;
+                size_t len;
+
+                assert_int_equal(secclient_send(c, FRAME_PING, "a", 1, &a), 0);
+                usleep(200 * 1000); /* PONG a, ERROR IDLE_TIMEOUT, close */
+                assert_int_equal(secclient_send(c, FRAME_PING, "b", 1, &b), 0);
+                assert_int_equal(secclient_recv(c, &type, &id, &payload, &len), 0);
+                assert_int_equal(id, a);
+                assert_int_equal(type, FRAME_PONG);
+                free(payload);
+                assert_int_equal(secclient_recv(c, &type, &id, &payload, &len), 0);
+                assert_int_equal(id, b);
+                free(payload);
+        }
+        secclient_free(c);
+        server_stop(&srv);
+        assert_int_equal(srv.n_connections, 2);
+
         /* ERROR CERT_REVOKED (id 0): no automatic reconnect; its errno until the next connect. */
         server_start(&srv, &pki, SERVER_REVOKE_AFTER_ONE, GNUTLS_KP_TLS_WWW_SERVER);
         c = client_for(&srv, &pki, &cc);
