@@ -107,7 +107,7 @@ int tls_server_new(sd_event *event, TlsServer **ret) {
         if (r < 0)
                 return log_error_errno(r, "Cannot make a session ticket key: %m");
         r = sd_event_add_time_relative(event, &s->rotate_source, CLOCK_MONOTONIC, TLS_TICKET_KEY_ROTATE_USEC,
-                                       60 * 1000000, tls_on_rotate, s);
+                                       TLS_TICKET_KEY_ROTATE_USEC / 60, tls_on_rotate, s);
         if (r < 0)
                 return log_error_errno(r, "Cannot arm the ticket key timer: %m");
         (void) sd_event_source_set_description(s->rotate_source, "tls-ticket-key");
