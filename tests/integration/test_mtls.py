@@ -15,22 +15,20 @@ are skipped with the reason.
 """
 
 import datetime
+import json
 import os
 import shutil
-import signal
 import socket
 import ssl
-import struct
 import subprocess
 import time
 import unittest
 
 from cryptography import x509
 
-from secdtest import (SECD, EXIT_SUCCESS, NOBODY_GID, NOBODY_UID, Deadline, RawVarlink, SecdTestCase,
-                      TIMEOUT, VarlinkError, base_env, die_with_parent, run_as, sanitizer_report,
-                      sha256_file,
-                      wait_until)
+from secdtest import (SECD, EXIT_SUCCESS, NOBODY_GID, NOBODY_UID, Deadline, SecdTestCase,
+                      TIMEOUT, VarlinkError, base_env, die_with_parent, read_line, run_as,
+                      sanitizer_report, sha256_file, wait_until)
 import mtlstest as mt
 
 
@@ -279,7 +277,6 @@ class ClientTestCase(MtlsTestCase):
             b.close()
 
     def bundle_pems(self, bundle):
-        import json
         text = bundle.decode()
         doc = json.loads(text[text.index("{"):text.rindex("}") + 1])
         return doc["ca_cert"], doc["client_cert"], doc["client_key"]
@@ -443,7 +440,6 @@ class ClientAdmissionTest(ClientTestCase):
         a.close()
         b.close()
         self.addCleanup(lambda: p.poll() is None and p.kill())
-        from secdtest import read_line
         buf = bytearray()
         d = Deadline()
         while True:
