@@ -90,8 +90,9 @@ int secclient_control_fd(const secclient_control *c);
  * lives only in the handle's memory and is wiped when it is replaced or the
  * handle is freed. Not thread-safe: use one secclient per thread.
  *
- * Every call that waits (enroll, connect, ping, send, recv, creds_*) is
- * bounded by the handle's timeout (secclient_set_timeout()).
+ * Every wait (enroll, connect, ping, send, recv, creds_*) is bounded by the
+ * handle's timeout (secclient_set_timeout()); an automatic reconnection
+ * (below) applies it to each of its attempts.
  * ---------------------------------------------------------------------------
  */
 
