@@ -14,7 +14,7 @@ import time
 import unittest
 
 from secdtest import SecdTestCase, Deadline
-from mtlstest import (HAVE_CRYPTOGRAPHY, PYTHON_EXE, PING, PONG, ERROR, ERR_BAD_FRAME, ERR_UNKNOWN_TYPE,
+from mtlstest import (HAVE_CRYPTOGRAPHY, ERR_CERT_REVOKED, enroll_python, serial_hex, PYTHON_EXE, PING, PONG, ERROR, ERR_BAD_FRAME, ERR_UNKNOWN_TYPE,
                       ERR_TOO_LARGE, ERR_NOT_ADMITTED, ERR_IDLE_TIMEOUT, FrameConn, frame, key_pem, cert_pem,
                       local_uri, make_client_cert, make_key, tls_connect, tls_context)
 
@@ -224,6 +224,32 @@ class DataEndpointTest(SecdTestCase):
         self.assert_pong(c2)
         self.assertTrue(c2.sock.session_reused, "the ticket did not resume")
         self.assertGreaterEqual(self.secctl_json("status")["tls"]["resumed"], 1)
+
+    def test_enrolled_certificate_and_revocation_of_a_live_session(self):
+        """Enroll over io.secd.Enroll, PING on data, revoke: the live session gets CERT_REVOKED."""
+        self.start()
+        key, reply = enroll_python(self.d.enroll)
+        kp, cp = self.path("enrolled.key"), self.path("enrolled.crt")
+        with open(kp, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(key_pem(key))
+        with open(cp, "w") as f:
+            f.write(reply["certificate"])
+        ctx = tls_context(ca=self.ca_path, cert=cp, key=kp, min_version=ssl.TLSVersion.TLSv1_3)
+        conn = self.connect(ctx)
+        self.assert_pong(conn)
+        session = conn.sock.session
+        self.secctl("cert", "revoke", serial_hex(reply["certificate"]), expect=0)
+        o = conn.read_frame(10)
+        self.assert_error_then_closed(o, ERR_CERT_REVOKED)
+        self.assertTrue(conn.closed_by_peer(5))
+        # Neither a resumed nor a full handshake gets it back in.
+        for sess in (session, None):
+            c, failure = tls_connect(self.d.data, ctx, session=sess)
+            if c:
+                self.addCleanup(c.close)
+                o = c.ping()
+                self.assertFalse(o.is_pong(1, b"secd-it"), o)
 
     def test_sigterm_says_shutting_down(self):
         self.start()
