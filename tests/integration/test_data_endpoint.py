@@ -54,11 +54,11 @@ class DataEndpointTest(SecdTestCase):
             d.stop()
         super().tearDown()
 
-    def client_ctx(self, uid=None, sha256=None, eku=("client",), name="client"):
+    def client_ctx(self, uid=None, sha256=None, eku=("client",), name="client", not_after=None):
         key = make_key("ed25519")
         uri = local_uri(os.getuid() if uid is None else uid, sha256 or sha256_of(PYTHON_EXE))
         cert = make_client_cert(self.ca_cert, self.ca_key, key.public_key(), uri, eku=eku,
-                                serial=(1 << 126) | random.getrandbits(120))
+                                serial=(1 << 126) | random.getrandbits(120), not_after=not_after)
         kp, cp = self.path(f"{name}.key"), self.path(f"{name}.crt")
         with open(kp, "wb") as f:
             os.fchmod(f.fileno(), 0o600)
@@ -250,6 +250,18 @@ class DataEndpointTest(SecdTestCase):
                 self.addCleanup(c.close)
                 o = c.ping()
                 self.assertFalse(o.is_pong(1, b"secd-it"), o)
+
+    def test_session_ends_when_the_certificate_expires(self):
+        import datetime
+        self.start()
+        # X.509 times have whole seconds: expire 3 s from now (rounded down).
+        not_after = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=3)).replace(microsecond=0)
+        conn = self.connect(self.client_ctx(not_after=not_after, name="short"))
+        self.assert_pong(conn)
+        o = conn.read_frame(15)
+        self.assertEqual((o.kind, o.type), ("frame", ERROR), o)
+        self.assertEqual(struct.unpack(">H", o.payload[:2])[0], 7, o)  # CERT_EXPIRED
+        self.assertTrue(conn.closed_by_peer(5))
 
     def test_sigterm_says_shutting_down(self):
         self.start()
