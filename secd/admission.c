@@ -106,82 +106,7 @@ static void admission_record(Manager *m, PolicyEndpoint kind, const AdmissionFac
         manager_audit(m, "decision", message ?: vs, fields);
 }
 
-bool admission_check(Manager *m, PolicyEndpoint kind, int fd) {
-        _cleanup_(process_identity_freep) ProcessIdentity *id = NULL;
-        _cleanup_(policy_snapshot_unrefp) PolicySnapshot *snapshot = policy_snapshot_ref(m->policy);
-        uint8_t sha256[SHA256_DIGEST_LEN];
-        char sha256_hex[SHA256_HEX_LEN + 1] = "";
-        char reason[128];
-        AdmissionFacts f = {
-                .sha256_hex = sha256_hex,
-                .verdict = { .generation = policy_snapshot_generation(snapshot) },
-                .reason = reason,
-        };
-        int r;
-
-        r = process_identity_from_socket(fd, &id);
-        if (r < 0) {
-                (void) snprintf(reason, sizeof reason, "identity-error: %s", strerror(-r));
-                goto decided;
-        }
-        f.id = id;
-
-        /* Before evaluation: nothing a rule says can vouch for a traced or namespaced peer. */
-        if (id->tracer_pid != 0) {
-                (void) snprintf(reason, sizeof reason, "traced (tracer pid %d)", (int) id->tracer_pid);
-                goto decided;
-        }
-        if (!id->initial_userns) {
-                (void) snprintf(reason, sizeof reason, "foreign-user-namespace");
-                goto decided;
-        }
-
-        /*
-         * Hashed synchronously on the loop for now, bounded by hash_max_size and
-         * cached by (dev, ino, size, mtime, ctime); issue 4 moves cold hashing to a
-         * worker pool so a big executable never stalls other connections.
-         */
-        r = exe_hash_cache_get(m->hash_cache, id->exe_fd, &id->exe_stat, sha256);
-        if (r < 0) {
-                if (r == -EFBIG)
-                        (void) snprintf(reason, sizeof reason, "hash-error: executable larger than hash_max_size");
-                else
-                        (void) snprintf(reason, sizeof reason, "hash-error: %s", strerror(-r));
-                goto decided;
-        }
-        hex_encode(sha256, sizeof sha256, sha256_hex);
-
-        /* The hash took time: make sure the pid still names the process we inspected. */
-        r = process_identity_verify_alive(id);
-        if (r < 0) {
-                (void) snprintf(reason, sizeof reason, "identity-error: %s", strerror(-r));
-                goto decided;
-        }
-
-        PolicyQuery q = {
-                .uid = id->uid,
-                .gid = id->gid,
-                .supplementary_gids = id->supplementary_gids,
-                .n_supplementary_gids = id->n_supplementary_gids,
-                .exe_path = id->exe_path,
-                .exe_sha256 = sha256,
-                .endpoint = kind,
-        };
-        policy_evaluate(snapshot, &q, &f.verdict);
-        f.evaluated = true;
-        (void) snprintf(reason, sizeof reason, "%s", policy_reason_to_string(f.verdict.reason));
-
-decided:
-        if (!f.evaluated) {
-                f.verdict.allow = false;
-                f.verdict.admit = false;
-                f.verdict.rule = NULL;
-        }
-        admission_record(m, kind, &f);
-        return f.verdict.admit;
-}
-
-/* Asynchronous admission: the same steps, with a cold hash on the pool. */
+/* Admission: the facts, a cold hash on the pool (never on the loop), the decision. */
 
 struct AdmissionRequest {
         Manager *manager;
@@ -349,9 +274,11 @@ int admission_check_async(Manager *m, PolicyEndpoint kind, int fd, const Admissi
         k = exe_hash_cache_lookup(m->hash_cache, &r->id->exe_stat, r->sha256);
         if (k > 0)
                 goto later;
-        if (!m->hash_pool)
-                r->hash_result = exe_hash_cache_get(m->hash_cache, r->id->exe_fd, &r->id->exe_stat, r->sha256);
-        else {
+        /* Never hashed on the loop: without the pool there is no cold hashing at all. */
+        if (!m->hash_pool) {
+                (void) snprintf(r->reason, sizeof r->reason, "hash-error: no hashing threads");
+                r->decided = true;
+        } else {
                 k = hash_pool_submit(m->hash_pool, r->id->exe_fd, &r->id->exe_stat, r->id->uid, admission_on_hash, r,
                                      &r->job);
                 if (k >= 0)

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * Admission on accept: who is this process, and may it use this endpoint?
+ * Admission: who is this process (or certificate), and may it use this endpoint?
  * Gathers the facts (policy/identity.h, policy/exe-hash.h), asks
  * policy_evaluate() and acts: journal entry, audit row, counters. It never
  * decides on its own, except that a traced peer, a peer outside the initial
@@ -12,16 +12,8 @@
 #include "manager.h"
 
 /*
- * Judge the peer of the accepted connection fd on endpoint kind. Returns
- * whether it is admitted. The caller owns fd (until mTLS lands, it closes
- * it right after).
- */
-bool admission_check(Manager *m, PolicyEndpoint kind, int fd);
-
-/*
- * Asynchronous admission (issue 4): the same facts and decision, but a
- * cold executable hash runs on the hash pool (hash-pool.c) instead of the
- * loop. The enroll and data endpoints use this.
+ * Asynchronous admission: a cold executable hash runs on the hash pool
+ * (hash-pool.c), never on the loop. The enroll and data endpoints use this.
  */
 typedef struct AdmissionRequest AdmissionRequest;
 
