@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <secclient.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,8 +63,17 @@ static int child(const char *fd_arg) {
 static int parent(void) {
         secclient *c = NULL;
         int sv[2], status, r;
-        char fd_arg[16];
+        char fd_arg[16], self[PATH_MAX];
+        ssize_t n;
         pid_t pid;
+
+        /* This program's own path, for the child (read before fork, not through argv[0]). */
+        n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n < 0) {
+                perror("handoff parent: readlink /proc/self/exe");
+                return 1;
+        }
+        self[n] = '\0';
 
         r = secclient_new(&c);
         if (r < 0)
@@ -87,7 +97,7 @@ static int parent(void) {
                 if (fcntl(sv[1], F_SETFD, 0) < 0)
                         _exit(127);
                 snprintf(fd_arg, sizeof fd_arg, "%d", sv[1]);
-                execv("/proc/self/exe", args);
+                execv(self, args);
                 _exit(127);
         }
         close(sv[1]);
