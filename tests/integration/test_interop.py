@@ -43,9 +43,19 @@ class UnixInteropTest(MtlsTestCase):
         conn, failure = mt.tls_connect(self.d.data, ctx)
         self.assertIsNone(failure, failure)
         self.assertEqual(conn.sock.version(), "TLSv1.3")
+        # OpenSSL offers AES-256-GCM, ChaCha20, AES-128-GCM in this order;
+        # secd's priority (AES-128-GCM first) decides.
+        self.assertEqual(conn.sock.cipher()[0], "TLS_AES_128_GCM_SHA256")
         self.assert_pong(conn.ping(7, b"secd-it"))
         self.assert_pong(conn.ping(8, b"again"), 8, b"again")
         conn.close()
+
+    def test_tls12_client_is_refused(self):
+        self.require_tls()
+        ctx = self.python_ctx()
+        ctx.maximum_version = mt.ssl.TLSVersion.TLSv1_2
+        o, _, _ = mt.tls_ping(self.d.data, ctx)
+        self.assertEqual(o.kind, "tls-error", f"a TLS 1.2 client got {o!r}")
 
     def test_configured_client_cert_lifetime(self):
         if not mt.secd_help_has(SECD, "client-cert-lifetime"):
@@ -195,6 +205,22 @@ class TcpInteropTest(MtlsTestCase):
             info = f.read()
         self.assertEqual(reply, pong, f"gnutls-cli got no PONG\n{err}\n{info}")
         self.assertIn("TLS1.3", info)
+
+    @unittest.skipUnless(GNUTLS_CLI, "gnutls-cli is not installed")
+    def test_server_prefers_aes128gcm_over_chacha20(self):
+        files = self.issue("it-cipher")
+        self.allow_cert("it-cipher")
+        log = os.path.join(self.root, "gnutls-cli-cipher.log")
+        argv = [GNUTLS_CLI, f"--logfile={log}", "-p", str(self.port), "127.0.0.1",
+                "--priority", "NORMAL:-CIPHER-ALL:+CHACHA20-POLY1305:+AES-128-GCM",
+                "--x509cafile", files["ca"], "--x509certfile", files["cert"],
+                "--x509keyfile", files["key"], "--verify-hostname=127.0.0.1"]
+        reply, pong, err = self.run_tool(argv)
+        with open(log, errors="replace") as f:
+            info = f.read()
+        self.assertEqual(reply, pong, f"gnutls-cli got no PONG\n{err}\n{info}")
+        self.assertIn("AES-128-GCM", info, "a client preferring ChaCha20 should get AES-128-GCM")
+        self.assertNotIn("CHACHA20", info.split("Description:")[-1].split("\n")[0])
 
     @unittest.skipUnless(OPENSSL, "openssl is not installed")
     def test_openssl_s_client_with_an_issued_certificate(self):
