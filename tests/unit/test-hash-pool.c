@@ -167,7 +167,8 @@ static void test_same_file_coalesced(void **state) {
         HashPoolStats stats;
         uint8_t expect[SHA256_DIGEST_LEN];
         struct stat st;
-        int fd = make_file(1 << 20, &st);
+        /* Big enough that the first hash is still running while the others arrive (tens of ms). */
+        int fd = make_file(32 << 20, &st);
 
         assert_int_equal(sd_event_new(&e), 0);
         assert_int_equal(exe_hash_cache_new(16, UINT64_C(1) << 30, &cache), 0);
@@ -190,8 +191,9 @@ static void test_same_file_coalesced(void **state) {
                 }
         }
         hash_pool_stats(p, &stats);
-        assert_int_equal(stats.submitted, 1);
-        assert_int_equal(stats.coalesced, ELEMENTSOF(res) - 1);
+        /* Normally one hash; a loaded machine may finish it before the last submit (then it hashes again). */
+        assert_true(stats.submitted >= 1 && stats.submitted <= 3);
+        assert_int_equal(stats.submitted + stats.coalesced, ELEMENTSOF(res));
         assert_int_equal(stats.rejected_uid, 0);
         hash_pool_free(p);
         exe_hash_cache_free(cache);
