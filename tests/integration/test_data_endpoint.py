@@ -254,8 +254,8 @@ class DataEndpointTest(SecdTestCase):
     def test_session_ends_when_the_certificate_expires(self):
         import datetime
         self.start()
-        # X.509 times have whole seconds: expire 3 s from now (rounded down).
-        not_after = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=3)).replace(microsecond=0)
+        # X.509 times have whole seconds: expire 5 s from now (rounded down).
+        not_after = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=5)).replace(microsecond=0)
         conn = self.connect(self.client_ctx(not_after=not_after, name="short"))
         self.assert_pong(conn)
         o = conn.read_frame(15)
