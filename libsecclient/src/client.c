@@ -713,7 +713,7 @@ _public_ int secclient_enroll(secclient *c) {
                         else
                                 set_last_error(c, "enrollment rate limited");
                 } else
-                        set_last_error(c, "enrollment refused: %s%s%s", error,
+                        set_last_error(c, "enrollment refused: %s%s%s", error ?: "unknown error",
                                        reason ? ": " : "", reason ?: "");
                 return r;
         }
