@@ -256,6 +256,19 @@ class TcpInteropTest(MtlsTestCase):
                               family=socket.AF_INET)
         self.assert_pong(o)
 
+    def test_garbage_on_tcp(self):
+        files = self.issue("it-garbage")
+        self.allow_cert("it-garbage")
+        for garbage in (b"GET / HTTP/1.1\r\nHost: secd\r\n\r\n", os.urandom(2048),
+                        mt.frame(mt.PING, 1, b"plain")):
+            s = socket.create_connection(self.addr, timeout=TIMEOUT)
+            s.sendall(garbage)
+            self.assertTrue(mt.FrameConn(s).closed_by_peer(), f"tcp kept {garbage[:16]!r}")
+            s.close()
+        o, _, _ = mt.tls_ping(self.addr, mt.tls_context(files["ca"], files["cert"], files["key"]),
+                              family=socket.AF_INET)
+        self.assert_pong(o)
+
     def test_issued_certificate_is_refused_on_the_unix_socket(self):
         # A remote certificate names no uid: the Unix endpoint cannot match it to its peer.
         files = self.issue("it-unix")

@@ -613,6 +613,18 @@ class RobustnessTest(MtlsTestCase):
             s.close()
             self.assert_serving()
 
+    def test_many_garbage_connections_at_once(self):
+        socks = []
+        for i in range(64):
+            s = self.raw()
+            socks.append(s)
+        for s in socks:
+            s.sendall(os.urandom(512))
+        for i, s in enumerate(socks):
+            self.assertTrue(mt.FrameConn(s).closed_by_peer(), f"garbage connection {i} stays open")
+            s.close()
+        self.assert_serving()
+
     def test_stalled_handshake_times_out_and_others_are_served(self):
         if not self.has_handshake_timeout:
             self.skipTest("secd has no handshake_timeout option yet")
