@@ -444,7 +444,7 @@ static int db_migrate(Db *db, const DbMigration *migrations, size_t n_migrations
  * current user_version, or -EBADMSG/-EPROTONOSUPPORT/-ENOENT/-EROFS.
  */
 static int db_check(Db *db, const char *path, DbOpenFlags flags, int latest, int *ret_version) {
-        int64_t app_id, version, n_objects;
+        int64_t app_id = 0, version = 0, n_objects = 0; /* gcc -O3 cannot see db_error() < 0 */
         int r;
 
         /* The first read parses the header: a non-SQLite file fails here with SQLITE_NOTADB. */
