@@ -67,7 +67,10 @@ int ctl_status_print(FILE *f, json_object *reply) {
         static const char *const conn_names[] = { "data", "tcp", "enroll", "control" };
         static const char *const dec_names[] = { "allowed", "denied", "permissive" };
         static const char *const cache_names[] = { "entries", "capacity", "hits", "misses", "evictions", "too_large" };
-        int64_t uptime, generation, rules, conn[4], dec[3], cache[6];
+        static const char *const tls_names[] = { "handshakes", "resumed", "handshake_failures", "handshake_timeouts",
+                                                 "refused" };
+        static const char *const pool_names[] = { "queued", "submitted", "coalesced", "rejected_busy", "rejected_uid" };
+        int64_t uptime, generation, rules, conn[4], dec[3], cache[6], tls[5] = { -1 }, pool[5] = { -1 };
         const char *version, *mode;
         char up[64];
 
@@ -79,6 +82,14 @@ int ctl_status_print(FILE *f, json_object *reply) {
             get_counters(reply, "connections", conn_names, ELEMENTSOF(conn_names), conn) < 0 ||
             get_counters(reply, "decisions", dec_names, ELEMENTSOF(dec_names), dec) < 0 ||
             get_counters(reply, "hash_cache", cache_names, ELEMENTSOF(cache_names), cache) < 0)
+                return -EBADMSG;
+
+        /* Issue 4's TLS and hashing counters: printed when secd sends them. */
+        if (json_object_object_get_ex(reply, "tls", NULL) &&
+            get_counters(reply, "tls", tls_names, ELEMENTSOF(tls_names), tls) < 0)
+                return -EBADMSG;
+        if (json_object_object_get_ex(reply, "hash_pool", NULL) &&
+            get_counters(reply, "hash_pool", pool_names, ELEMENTSOF(pool_names), pool) < 0)
                 return -EBADMSG;
 
         ctl_format_duration((uint64_t) uptime, up, sizeof up);
@@ -94,6 +105,12 @@ int ctl_status_print(FILE *f, json_object *reply) {
                 ", evictions %" PRId64 ", too-large %" PRId64 "\n",
                 version, up, mode, generation, rules, conn[0], conn[1], conn[2], conn[3], dec[0], dec[1],
                 dec[2], cache[0], cache[1], cache[2], cache[3], cache[4], cache[5]);
+        if (tls[0] >= 0)
+                fprintf(f, "tls: handshakes %" PRId64 " (resumed %" PRId64 "), failed %" PRId64 ", timed out %" PRId64
+                        ", refused %" PRId64 "\n", tls[0], tls[1], tls[2], tls[3], tls[4]);
+        if (pool[0] >= 0)
+                fprintf(f, "hash-pool: queued %" PRId64 ", hashed %" PRId64 ", shared %" PRId64 ", busy %" PRId64
+                        ", per-uid limit %" PRId64 "\n", pool[0], pool[1], pool[2], pool[3], pool[4]);
         return 0;
 }
 
