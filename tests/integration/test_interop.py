@@ -317,7 +317,7 @@ class TcpInteropTest(MtlsTestCase):
         live.close()
 
     def test_expired_issued_certificate_is_refused_and_its_session_closed(self):
-        files = self.issue("it-short", "--valid", "3s")
+        files = self.issue("it-short", "--valid", "6s")
         self.allow_cert("it-short")
         with open(files["cert"], "rb") as f:
             c = x509.load_pem_x509_certificate(f.read())
@@ -326,7 +326,7 @@ class TcpInteropTest(MtlsTestCase):
         self.assertIsNone(failure, failure)
         self.assert_pong(live.ping(7, b"secd-it"))
         # secd closes the session when the certificate expires (bounded).
-        self.assertTrue(live.closed_by_peer(timeout=TIMEOUT + 3),
+        self.assertTrue(live.closed_by_peer(timeout=TIMEOUT + 6),
                         "the session outlived its certificate")
         self.assertEqual([(o.type, o.error_code) for o in live.seen], [(mt.ERROR, mt.ERR_CERT_EXPIRED)])
         live.close()
