@@ -46,10 +46,12 @@ int tls_server_rotate_ticket_key(TlsServer *s);
 int tls_session_new(TlsServer *s, gnutls_certificate_credentials_t creds, int fd, gnutls_session_t *ret);
 
 /*
- * After the handshake (full or resumed): verify the client's certificate
- * chain against the CA, for the TLS client purpose, and parse its secd
- * identity. -EPERM with a reason if it does not verify; -EBADMSG if it
- * carries no secd identity.
+ * After the handshake (full or resumed): the client certificate's secd
+ * identity. A full handshake's certificate was verified by GnuTLS inside
+ * the handshake (chain to the CA, validity, TLS client purpose) and its
+ * verdict is read here; a resumed session's came from a ticket only this
+ * process can make, and only its expiry is checked again. -EPERM with a
+ * reason if it does not verify; -EBADMSG if it carries no secd identity.
  */
 int tls_session_peer_identity(gnutls_session_t s, CertIdentity *ret, const char **ret_reason);
 
