@@ -464,6 +464,51 @@ class ClientAdmissionTest(ClientTestCase):
         self.assert_serving()
 
 
+class ColdHashTest(ClientTestCase):
+    """Hashing a large cold executable runs off the event loop (the hash pool)."""
+
+    # The enroll request waits for its hash: give it time on slow machines.
+    secd_extra_args = ("--hash-max-size", "4G", "--request-timeout", "100s")
+    BIG = 2 << 30   # sparse: reading is cheap, SHA-256 of 2 GiB is not (seconds)
+
+    def test_large_cold_binary_does_not_stall_other_clients(self):
+        big = self.path("bin", "big-client")
+        shutil.copy(self.client, big)
+        with open(big, "r+b") as f:
+            f.truncate(self.BIG)
+        os.chmod(big, 0o755)
+        self.add_rule("allow", "--uid", "0", "--path", big)
+        self.add_rule("allow", "--uid", "0", "--sha256", sha256_file(mt.PYTHON_EXE))
+        ctx = self.python_ctx(self._creds_cache())
+        o, _, _ = mt.tls_ping(self.d.data, ctx)   # python3's hash is warm from here on
+        self.assert_pong(o)
+
+        p = subprocess.Popen([big, *self.client_args("--timeout", "100000", "enroll")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base_env(), cwd="/",
+                             preexec_fn=die_with_parent)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        started = time.monotonic()
+        latencies = []
+        d = Deadline(TIMEOUT * 3)
+        while p.poll() is None and not d.expired():
+            t = time.monotonic()
+            o, _, _ = mt.tls_ping(self.d.data, ctx)
+            latencies.append(time.monotonic() - t)
+            self.assert_pong(o, msg="while a large executable is being hashed")
+            time.sleep(0.02)
+        out, err = p.communicate(timeout=TIMEOUT)
+        hashing = time.monotonic() - started
+        steps = mt.parse_client_output(out.decode())
+        self.assertIs(steps.get("enroll", {}).get("ok"), True, f"{out!r} {err!r}")
+        shown = [round(x, 3) for x in latencies]
+        self.assertGreaterEqual(len(latencies), 3,
+                                f"the 2 GiB hash finished before 3 pings: inconclusive ({shown})")
+        # Hashed on the loop, one ping would wait about as long as the whole
+        # enrollment; off the loop, none waits more than a fraction of it.
+        self.assertLess(max(latencies), max(hashing / 4, 0.2),
+                        f"handshake+PING latencies {shown} while enrolling took {hashing:.2f} s")
+
+
 class CraftedCertificateTest(MtlsTestCase):
     """Certificates made here: one valid control, then one property changed at a time."""
 
