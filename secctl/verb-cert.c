@@ -112,14 +112,17 @@ static int finish_file(int fd, const char *data) {
         return r;
 }
 
-/* ca.crt is public and shared by every certificate issued into DIR: replace it atomically. */
+/*
+ * ca.crt is shared by every certificate issued into DIR: replace it atomically. Like every
+ * file cert issue writes it is 0600: the directory is one host's credentials, handed over whole.
+ */
 static int write_ca_file(int dir_fd, const char *pem) {
         char tmp[64];
         int fd, r;
 
         (void) snprintf(tmp, sizeof tmp, ".ca.crt.%d.tmp", (int) getpid());
         (void) unlinkat(dir_fd, tmp, 0);
-        fd = create_exclusive(dir_fd, tmp, 0644);
+        fd = create_exclusive(dir_fd, tmp, 0600);
         if (fd < 0)
                 return fd;
         r = finish_file(fd, pem);
@@ -175,7 +178,7 @@ int ctl_verb_cert_issue(CtlContext *ctx) {
                           key_fd == -EEXIST ? " Refusing to overwrite it; remove it or choose another name." : "");
                 return key_fd == -EEXIST ? CTL_EXIT_FAILURE : CTL_EXIT_USAGE;
         }
-        crt_fd = create_exclusive(dir_fd, crt_name, 0644);
+        crt_fd = create_exclusive(dir_fd, crt_name, 0600);
         if (crt_fd < 0) {
                 log_error("Cannot create %s/%s: %s.%s", ctx->cert_out, crt_name, strerror(-crt_fd),
                           crt_fd == -EEXIST ? " Refusing to overwrite it; remove it or choose another name." : "");

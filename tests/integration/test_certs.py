@@ -111,11 +111,11 @@ class CertsTest(SecdTestCase):
         name = "backup-1.example_host"
         key, crt, ca = (os.path.join(out, f) for f in (f"{name}.key", f"{name}.crt", "ca.crt"))
 
-        # Files and modes: the key 0600 and ours, certificates 0644.
+        # Files and modes: every file 0600 (issue 4: "files 0600"), the key ours.
         self.assertEqual(stat.S_IMODE(os.lstat(key).st_mode), 0o600)
         self.assertTrue(stat.S_ISREG(os.lstat(key).st_mode))
-        self.assertEqual(stat.S_IMODE(os.lstat(crt).st_mode), 0o644)
-        self.assertEqual(stat.S_IMODE(os.lstat(ca).st_mode), 0o644)
+        self.assertEqual(stat.S_IMODE(os.lstat(crt).st_mode), 0o600)
+        self.assertEqual(stat.S_IMODE(os.lstat(ca).st_mode), 0o600)
         self.assertEqual(sorted(os.listdir(out)), sorted([f"{name}.key", f"{name}.crt", "ca.crt"]))
         with open(key) as f:
             key_pem = f.read()

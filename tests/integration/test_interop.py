@@ -125,11 +125,7 @@ class TcpInteropTest(MtlsTestCase):
             self.assertEqual(mt.cert_uris(f.read()), [f"secd://remote/{name}"])
         return found
 
-    # secctl/verb-cert.c:122,178 create ca.crt and NAME.crt 0644; issue 4 says
-    # "cert issue NAME --out DIR [--valid DURATION] (files 0600)". Reported
-    # to the lead; strict here, marked until it is settled (an unexpected
-    # success fails the run, so the marker cannot outlive the fix).
-    @unittest.expectedFailure
+    # Issue 4: "cert issue NAME --out DIR [--valid DURATION] (files 0600)".
     def test_cert_issue_writes_every_file_0600(self):
         out = os.path.join(self.secret_dir(), "out")
         os.mkdir(out, 0o700)
