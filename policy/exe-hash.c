@@ -336,14 +336,17 @@ static void cache_insert(ExeHashCache *c, const ExeHashKey *k, const uint8_t dig
 }
 
 /* Called with the lock held. Counts a hit or a miss. */
-static bool cache_lookup_locked(ExeHashCache *c, const ExeHashKey *k, uint8_t ret[SHA256_DIGEST_LEN]) {
+static bool cache_lookup_locked(ExeHashCache *c, const ExeHashKey *k, bool count,
+                                uint8_t ret[SHA256_DIGEST_LEN]) {
         uint32_t i = cache_find(c, k);
 
         if (i == IDX_NONE) {
-                c->misses++;
+                if (count)
+                        c->misses++;
                 return false;
         }
-        c->hits++;
+        if (count)
+                c->hits++;
         lru_unlink(c, i);
         lru_push_front(c, i);
         memcpy(ret, c->entries[i].digest, SHA256_DIGEST_LEN);
@@ -360,7 +363,7 @@ int exe_hash_cache_lookup(ExeHashCache *c, const struct stat *st, uint8_t ret[SH
 
         key_from_stat(st, &k);
         pthread_mutex_lock(&c->lock);
-        hit = cache_lookup_locked(c, &k, digest);
+        hit = cache_lookup_locked(c, &k, true, digest);
         pthread_mutex_unlock(&c->lock);
         if (!hit)
                 return 0;
@@ -368,7 +371,8 @@ int exe_hash_cache_lookup(ExeHashCache *c, const struct stat *st, uint8_t ret[SH
         return 1;
 }
 
-int exe_hash_cache_get(ExeHashCache *c, int fd, const struct stat *st, uint8_t ret[SHA256_DIGEST_LEN]) {
+static int cache_get(ExeHashCache *c, int fd, const struct stat *st, bool count,
+                     uint8_t ret[SHA256_DIGEST_LEN]) {
         uint8_t digest[SHA256_DIGEST_LEN];
         ExeHashKey k;
         bool hit;
@@ -391,7 +395,7 @@ int exe_hash_cache_get(ExeHashCache *c, int fd, const struct stat *st, uint8_t r
                 return -EFBIG;
         }
         key_from_stat(st, &k);
-        hit = cache_lookup_locked(c, &k, digest);
+        hit = cache_lookup_locked(c, &k, count, digest);
         pthread_mutex_unlock(&c->lock);
 
         if (!hit) {
@@ -406,6 +410,15 @@ int exe_hash_cache_get(ExeHashCache *c, int fd, const struct stat *st, uint8_t r
 
         memcpy(ret, digest, SHA256_DIGEST_LEN);
         return 0;
+}
+
+int exe_hash_cache_get(ExeHashCache *c, int fd, const struct stat *st, uint8_t ret[SHA256_DIGEST_LEN]) {
+        return cache_get(c, fd, st, true, ret);
+}
+
+int exe_hash_cache_fill(ExeHashCache *c, int fd, const struct stat *st, uint8_t ret[SHA256_DIGEST_LEN]) {
+        /* The caller's lookup already counted this miss; a racing fill is used, uncounted. */
+        return cache_get(c, fd, st, false, ret);
 }
 
 void exe_hash_cache_stats(ExeHashCache *c, ExeHashCacheStats *ret) {

@@ -57,4 +57,12 @@ int exe_hash_cache_lookup(ExeHashCache *c, const struct stat *st, uint8_t ret[SH
  */
 int exe_hash_cache_get(ExeHashCache *c, int fd, const struct stat *st, uint8_t ret[SHA256_DIGEST_LEN]);
 
+/*
+ * For a caller whose exe_hash_cache_lookup() already missed (and counted the
+ * miss): like exe_hash_cache_get(), but neither the re-check of the cache
+ * (another thread may have filled it meanwhile) nor the hash counts again,
+ * so one cold executable is one miss in the statistics. Thread-safe.
+ */
+int exe_hash_cache_fill(ExeHashCache *c, int fd, const struct stat *st, uint8_t ret[SHA256_DIGEST_LEN]);
+
 void exe_hash_cache_stats(ExeHashCache *c, ExeHashCacheStats *ret);

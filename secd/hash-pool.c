@@ -101,7 +101,8 @@ static void *hash_pool_worker(void *userdata) {
                 (void) pthread_mutex_unlock(&p->lock);
 
                 /* The slow part, unlocked. The cache has its own lock. */
-                j->result = skip ? -ECANCELED : exe_hash_cache_get(cache, j->fd, &j->st, j->sha256);
+                /* The loop's exe_hash_cache_lookup() already counted the miss. */
+                j->result = skip ? -ECANCELED : exe_hash_cache_fill(cache, j->fd, &j->st, j->sha256);
 
                 (void) pthread_mutex_lock(&p->lock);
                 if (--p->cache_users == 0)

@@ -299,6 +299,38 @@ static void test_cache_too_large(void **state) {
         assert_int_equal(stats.capacity, 4);
 }
 
+/* A cold executable is one miss: lookup counts it, fill (the worker's hash) does not again. */
+static void test_cache_fill_counts_once(void **state) {
+        _cleanup_(exe_hash_cache_freep) ExeHashCache *c = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        uint8_t d1[SHA256_DIGEST_LEN], d2[SHA256_DIGEST_LEN], d3[SHA256_DIGEST_LEN];
+        ExeHashCacheStats stats;
+        struct stat st;
+        char path[256];
+
+        assert_int_equal(exe_hash_cache_new(4, EXE_HASH_MAX_SIZE_DEFAULT, &c), 0);
+        tmp_path("fill", path, sizeof path);
+        write_file(path, "fill me", 7);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(fstat(fd, &st), 0);
+
+        assert_int_equal(exe_hash_cache_lookup(c, &st, d1), 0);        /* miss, counted */
+        assert_int_equal(exe_hash_cache_fill(c, fd, &st, d1), 0);      /* hashed, not counted */
+        assert_int_equal(exe_hash_cache_fill(c, fd, &st, d2), 0);      /* racing fill: cached, not counted */
+        assert_memory_equal(d1, d2, sizeof d1);
+        exe_hash_cache_stats(c, &stats);
+        assert_int_equal(stats.misses, 1);
+        assert_int_equal(stats.hits, 0);
+        assert_int_equal(stats.entries, 1);
+
+        assert_int_equal(exe_hash_cache_lookup(c, &st, d3), 1);        /* warm: a counted hit */
+        assert_memory_equal(d1, d3, sizeof d1);
+        exe_hash_cache_stats(c, &stats);
+        assert_int_equal(stats.misses, 1);
+        assert_int_equal(stats.hits, 1);
+}
+
 static void test_cache_lru(void **state) {
         _cleanup_(exe_hash_cache_freep) ExeHashCache *c = NULL;
         char a[256], b[256], d[256];
@@ -462,6 +494,7 @@ int main(void) {
                 cmocka_unit_test(test_hash_detects_size_change),
                 cmocka_unit_test(test_cache_rewrite_in_place),
                 cmocka_unit_test(test_cache_too_large),
+                cmocka_unit_test(test_cache_fill_counts_once),
                 cmocka_unit_test(test_cache_lru),
                 cmocka_unit_test(test_cache_churn),
                 cmocka_unit_test(test_cache_threads),
