@@ -251,7 +251,7 @@ int db_cert_revoke(Db *db, const uint8_t *serial, size_t serial_len, int reason,
         return db_txn_commit(&txn);
 }
 
-int db_revocations_list(Db *db, DbRevocation **ret, size_t *ret_n) {
+int db_revocations_list(Db *db, int64_t not_after_min_sec, DbRevocation **ret, size_t *ret_n) {
         _cleanup_(sqlite3_finalizep) sqlite3_stmt *stmt = NULL;
         DbRevocation *list = NULL;
         size_t n = 0, allocated = 0;
@@ -261,11 +261,15 @@ int db_revocations_list(Db *db, DbRevocation **ret, size_t *ret_n) {
                 return -EINVAL;
         r = db_prepare(db,
                        "SELECT r.serial, r.revoked_usec, r.reason, c.not_after_sec FROM revocations r "
-                       "JOIN certificates c ON c.serial = r.serial ORDER BY r.revoked_usec, r.rowid LIMIT ?",
+                       "JOIN certificates c ON c.serial = r.serial WHERE c.not_after_sec > ? "
+                       "ORDER BY r.revoked_usec, r.rowid LIMIT ?",
                        &stmt);
         if (r < 0)
                 return r;
-        rc = sqlite3_bind_int64(stmt, 1, DB_CERT_LIST_MAX);
+        rc = sqlite3_bind_int64(stmt, 1, not_after_min_sec);
+        if (rc == SQLITE_OK)
+                /* One past the cap, so that more than it is an error, never a silent cut. */
+                rc = sqlite3_bind_int64(stmt, 2, (int64_t) DB_CERT_LIST_MAX + 1);
         if (rc != SQLITE_OK)
                 return db_error(db, rc);
 
@@ -275,6 +279,12 @@ int db_revocations_list(Db *db, DbRevocation **ret, size_t *ret_n) {
                         break;
                 if (rc != SQLITE_ROW) {
                         r = db_error(db, rc);
+                        goto fail;
+                }
+                if (n >= DB_CERT_LIST_MAX) {
+                        /* A revocation set that does not fit must not be used partly: fail closed. */
+                        r = db_errorf(db, -E2BIG, "more than %d revocations of unexpired certificates",
+                                      DB_CERT_LIST_MAX);
                         goto fail;
                 }
                 if (n == allocated) {

@@ -191,5 +191,10 @@ void db_certs_free(DbCert *c, size_t n);
  * now). -ENOENT if the serial was never issued, -EEXIST if already revoked.
  */
 int db_cert_revoke(Db *db, const uint8_t *serial, size_t serial_len, int reason, int64_t revoked_usec);
-/* Every revocation, oldest first, at most DB_CERT_LIST_MAX. Caller frees *ret (free()). */
-int db_revocations_list(Db *db, DbRevocation **ret, size_t *ret_n);
+/*
+ * The revocations of certificates whose not_after_sec is later than
+ * not_after_min_sec (an expired certificate is refused anyway), oldest first.
+ * -E2BIG if there are more than DB_CERT_LIST_MAX: a revocation set is used
+ * whole or not at all. Caller frees *ret (free()).
+ */
+int db_revocations_list(Db *db, int64_t not_after_min_sec, DbRevocation **ret, size_t *ret_n);

@@ -413,6 +413,8 @@ static int ca_revoked_add(SecdCA *ca, const char *hex) {
         return 1;
 }
 
+#define CA_REVOCATION_SLACK_SEC (24 * 3600)
+
 static int ca_make_crl(SecdCA *ca) {
         _cleanup_(x509_crl_deinitp) gnutls_x509_crl_t crl = NULL;
         _cleanup_free_ DbRevocation *list = NULL;
@@ -424,7 +426,11 @@ static int ca_make_crl(SecdCA *ca) {
         char *pem;
         int r, g;
 
-        r = db_revocations_list(ca->db, &list, &n);
+        /*
+         * Expired certificates are refused at the handshake, so their revocations need not be
+         * held; a day of slack keeps a clock stepped back from bringing one back to life.
+         */
+        r = db_revocations_list(ca->db, (int64_t) now - CA_REVOCATION_SLACK_SEC, &list, &n);
         if (r < 0)
                 return r;
 

@@ -102,7 +102,7 @@ static void test_revoke(void **state) {
         assert_int_equal(db_cert_revoke(db, none, sizeof none, 0, 0), -ENOENT);
         assert_int_equal(db_cert_revoke(db, a.serial, a.serial_len, 7, 0), -EINVAL);
         assert_int_equal(db_cert_revoke(db, a.serial, a.serial_len, 11, 0), -EINVAL);
-        assert_int_equal(db_revocations_list(db, &rl, &n), 0);
+        assert_int_equal(db_revocations_list(db, 0, &rl, &n), 0);
         assert_int_equal(n, 0);
 
         assert_int_equal(db_cert_revoke(db, a.serial, a.serial_len, 1, 5000), 0);
@@ -114,7 +114,7 @@ static void test_revoke(void **state) {
         assert_int_equal(got.revocation_reason, 1);
         db_cert_done(&got);
 
-        assert_int_equal(db_revocations_list(db, &rl, &n), 0);
+        assert_int_equal(db_revocations_list(db, 0, &rl, &n), 0);
         assert_int_equal(n, 1);
         assert_int_equal(rl[0].serial_len, 16);
         assert_memory_equal(rl[0].serial, a.serial, 16);
@@ -127,9 +127,18 @@ static void test_revoke(void **state) {
         assert_int_equal(db_cert_revoke(db, b.serial, b.serial_len, 0, 0), 0);
         assert_int_equal(db_cert_revoke(db, none, sizeof none, 0, 0), -ENOENT);
         assert_int_equal(db_commit(db), 0);
-        assert_int_equal(db_revocations_list(db, &rl, &n), 0);
+        assert_int_equal(db_revocations_list(db, 0, &rl, &n), 0);
         assert_int_equal(n, 2);
         free(rl);
+
+        /* Only revocations of certificates valid after the cut-off (not_after 200 here). */
+        assert_int_equal(db_revocations_list(db, 199, &rl, &n), 0);
+        assert_int_equal(n, 2);
+        free(rl);
+        rl = NULL;
+        assert_int_equal(db_revocations_list(db, 200, &rl, &n), 0);
+        assert_int_equal(n, 0);
+        assert_null(rl);
         db_close(db);
 }
 
