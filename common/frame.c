@@ -299,6 +299,28 @@ const char *frame_error_to_string(uint16_t code) {
                 return "SHUTTING_DOWN";
         case FRAME_ERROR_IDLE_TIMEOUT:
                 return "IDLE_TIMEOUT";
+        case FRAME_ERROR_NOT_REGISTERED:
+                return "NOT_REGISTERED";
+        case FRAME_ERROR_BAD_SIGNATURE:
+                return "BAD_SIGNATURE";
+        case FRAME_ERROR_NOT_OWNER:
+                return "NOT_OWNER";
+        case FRAME_ERROR_MAILBOX_BUSY:
+                return "MAILBOX_BUSY";
+        case FRAME_ERROR_NO_SUCH_MAILBOX:
+                return "NO_SUCH_MAILBOX";
+        case FRAME_ERROR_QUOTA_EXCEEDED:
+                return "QUOTA_EXCEEDED";
+        case FRAME_ERROR_RATE_LIMITED:
+                return "RATE_LIMITED";
+        case FRAME_ERROR_MESSAGE_TOO_LARGE:
+                return "MESSAGE_TOO_LARGE";
+        case FRAME_ERROR_NO_KEYS:
+                return "NO_KEYS";
+        case FRAME_ERROR_BUSY:
+                return "BUSY";
+        case FRAME_ERROR_ALREADY_REGISTERED:
+                return "ALREADY_REGISTERED";
         default:
                 return NULL;
         }

@@ -32,7 +32,15 @@
 typedef enum FrameType {
         FRAME_PING = 0x01,
         FRAME_PONG = 0x81,
-        /* 0x10-0x1F relay, 0x20-0x2F key server: issue 5 */
+        /* Relay (payloads: relay-proto.h, docs/protocol.md) */
+        FRAME_REGISTER = 0x10,
+        FRAME_SEND = 0x11,
+        FRAME_FETCH = 0x12,
+        FRAME_ACK = 0x13,
+        /* Key server */
+        FRAME_KEYS_PUBLISH = 0x20,
+        FRAME_KEYS_BUNDLE = 0x21,
+        FRAME_KEYS_COUNT = 0x22,
         FRAME_ERROR = 0xFF,
 } FrameType;
 
@@ -47,6 +55,18 @@ typedef enum FrameError {
         FRAME_ERROR_INTERNAL = 8,
         FRAME_ERROR_SHUTTING_DOWN = 9,    /* closed */
         FRAME_ERROR_IDLE_TIMEOUT = 10,    /* closed */
+        /* Relay and key server: the connection lives after each of these. */
+        FRAME_ERROR_NOT_REGISTERED = 11,  /* FETCH/ACK/KEYS_PUBLISH/KEYS_COUNT before REGISTER */
+        FRAME_ERROR_BAD_SIGNATURE = 12,   /* a REGISTER proof or a published key's signature */
+        FRAME_ERROR_NOT_OWNER = 13,       /* the mailbox belongs to another certificate identity */
+        FRAME_ERROR_MAILBOX_BUSY = 14,    /* another connection is the mailbox's consumer */
+        FRAME_ERROR_NO_SUCH_MAILBOX = 15, /* nobody registered that key */
+        FRAME_ERROR_QUOTA_EXCEEDED = 16,  /* the recipient's mailbox is full (messages or bytes) */
+        FRAME_ERROR_RATE_LIMITED = 17,    /* per-sender/recipient or bundle rate limit: retry later */
+        FRAME_ERROR_MESSAGE_TOO_LARGE = 18, /* blob over relay_message_max */
+        FRAME_ERROR_NO_KEYS = 19,         /* the mailbox has published no keys */
+        FRAME_ERROR_BUSY = 20,            /* too many requests in flight, or a FETCH already waits */
+        FRAME_ERROR_ALREADY_REGISTERED = 21, /* this connection registered another mailbox */
 } FrameError;
 
 typedef struct FrameHeader {

@@ -198,3 +198,137 @@ int db_cert_revoke(Db *db, const uint8_t *serial, size_t serial_len, int reason,
  * whole or not at all. Caller frees *ret (free()).
  */
 int db_revocations_list(Db *db, int64_t not_after_min_sec, DbRevocation **ret, size_t *ret_n);
+
+/*
+ * Relay (db-relay.c). A mailbox is addressed by its 32-byte Ed25519 key and
+ * owned by the certificate principal that registered it first ("uid:<n>"
+ * for enrolled local clients, "cert:<name>" for remote certificates; the
+ * executable hash is left out so an upgraded application keeps its
+ * mailbox). Senders are principals too. Migration 3 keeps per-mailbox
+ * counters (queued messages and bytes) up to date with triggers, so quota
+ * checks and stats never scan the messages.
+ *
+ * These calls are made by secd's store writer inside its group-commit
+ * transaction (each job in a savepoint); outside a transaction each runs in
+ * its own. Nothing here syncs by itself beyond what COMMIT does.
+ */
+#define DB_MAILBOX_KEY_SIZE 32
+#define DB_MSG_ID_SIZE 16
+#define DB_PRINCIPAL_MAX 1024
+#define DB_MESSAGE_MAX (16u << 20)      /* schema bound on one blob */
+#define DB_FETCH_MAX 1000               /* messages per db_messages_fetch() */
+#define DB_OTK_MAX 100
+
+/*
+ * Create the mailbox for key, owned by owner, or find it. *ret_created says
+ * which. -EPERM if it exists and belongs to another owner (nothing changes).
+ */
+int db_mailbox_register(Db *db, const uint8_t key[DB_MAILBOX_KEY_SIZE], const char *owner,
+                        int64_t now_usec, int64_t *ret_id, bool *ret_created);
+/* The mailbox id of key; -ENOENT if nobody registered it. ret_owner (malloc'd) may be NULL. */
+int db_mailbox_lookup(Db *db, const uint8_t key[DB_MAILBOX_KEY_SIZE], int64_t *ret_id, char **ret_owner);
+
+typedef struct DbQuota {
+        uint64_t max_messages;          /* queued per mailbox; 0: no limit */
+        uint64_t max_bytes;             /* queued blob bytes per mailbox; 0: no limit */
+} DbQuota;
+
+/*
+ * Store one message for mailbox_id. A message with the same (sender,
+ * client_msg_id) already stored, for any mailbox, is not stored again:
+ * *ret_duplicate = true and *ret_server_id is the stored one's id. This
+ * holds after the message was acknowledged too: db_messages_ack() leaves a
+ * tombstone (sender, client_msg_id, server id, expiry) until the message's
+ * own expiry, so a sender that resends after a lost reply never makes the
+ * recipient see it twice. Otherwise the quota is checked against the
+ * mailbox's counters: -EDQUOT if this message would exceed it (nothing
+ * stored). size is 1..DB_MESSAGE_MAX (-EINVAL otherwise).
+ */
+int db_message_insert(Db *db, int64_t mailbox_id, const char *sender,
+                      const uint8_t client_msg_id[DB_MSG_ID_SIZE], const void *body, size_t size,
+                      int64_t received_usec, int64_t expires_usec, const DbQuota *quota,
+                      int64_t *ret_server_id, bool *ret_duplicate);
+
+typedef struct DbMessage {
+        int64_t id;                     /* server id */
+        uint8_t client_msg_id[DB_MSG_ID_SIZE];
+        int64_t received_usec;
+        int64_t expires_usec;
+        uint8_t *body;
+        size_t size;
+} DbMessage;
+
+/*
+ * Pending (not expired at now_usec) messages of a mailbox in id order: at
+ * most max_count (capped at DB_FETCH_MAX); the first always, each further
+ * one while the bodies' total stays <= max_bytes. Free with db_messages_free().
+ */
+int db_messages_fetch(Db *db, int64_t mailbox_id, int64_t now_usec, size_t max_count, size_t max_bytes,
+                      DbMessage **ret, size_t *ret_n);
+void db_messages_free(DbMessage *m, size_t n);
+/*
+ * Delete those of ids that are queued in mailbox_id (others are ignored),
+ * leaving their tombstones; *ret_deleted counts them.
+ */
+int db_messages_ack(Db *db, int64_t mailbox_id, const int64_t *ids, size_t n, size_t *ret_deleted);
+/*
+ * Delete at most limit messages with expires_usec <= now_usec, and expired
+ * tombstones; *ret_deleted counts the messages.
+ */
+int db_messages_expire(Db *db, int64_t now_usec, size_t limit, size_t *ret_deleted);
+
+/* Queued messages and bytes of one mailbox (from the counters). */
+int db_mailbox_usage(Db *db, int64_t mailbox_id, uint64_t *ret_messages, uint64_t *ret_bytes);
+
+typedef struct DbRelayStats {
+        uint64_t mailboxes;
+        uint64_t messages;              /* queued */
+        uint64_t bytes;                 /* queued blob bytes */
+        int64_t oldest_usec;            /* received_usec of the oldest queued message; 0 if none */
+} DbRelayStats;
+int db_relay_stats(Db *db, DbRelayStats *ret);
+
+/*
+ * Key server (db-keys.c): X3DH public keys of a mailbox. Signatures are
+ * verified by the caller before anything is stored.
+ */
+typedef struct DbPrekey {
+        uint32_t id;
+        uint8_t key[32];
+} DbPrekey;
+
+typedef struct DbKeyBundle {
+        uint8_t identity_key[DB_MAILBOX_KEY_SIZE];      /* the mailbox key (Ed25519) */
+        uint8_t identity_dh[32];
+        uint8_t identity_dh_sig[64];
+        uint32_t spk_id;
+        uint8_t spk[32];
+        uint8_t spk_sig[64];
+        bool has_otk;
+        DbPrekey otk;
+} DbKeyBundle;
+
+/*
+ * Replace the mailbox's identity X25519 key, signed pre-key (only this one
+ * is kept) and one-time pre-keys (the whole set, n_otks 0..DB_OTK_MAX, ids
+ * distinct: -EINVAL otherwise), atomically.
+ */
+int db_keys_publish(Db *db, int64_t mailbox_id, const uint8_t identity_dh[32], const uint8_t identity_dh_sig[64],
+                    uint32_t spk_id, const uint8_t spk[32], const uint8_t spk_sig[64],
+                    const DbPrekey *otks, size_t n_otks, int64_t now_usec);
+/*
+ * The mailbox's bundle, taking (deleting) its one-time pre-key with the
+ * lowest id, if any is left (has_otk false otherwise). -ENOENT if the
+ * mailbox published no keys. Runs in a savepoint of its own, so two
+ * bundles never carry the same one-time pre-key.
+ */
+int db_keys_bundle(Db *db, int64_t mailbox_id, DbKeyBundle *ret);
+/* One-time pre-keys left; 0 if none published. */
+int db_keys_count(Db *db, int64_t mailbox_id, uint64_t *ret);
+
+typedef struct DbKeysStats {
+        uint64_t published;             /* mailboxes with an identity key and signed pre-key */
+        uint64_t one_time_prekeys;      /* held, all mailboxes */
+        uint64_t exhausted;             /* published mailboxes without one-time pre-keys */
+} DbKeysStats;
+int db_keys_stats(Db *db, DbKeysStats *ret);

@@ -249,6 +249,117 @@ int secclient_error_parse(const void *payload, size_t len, uint16_t *ret_code, c
 int secclient_creds_send(const secclient *c, int fd);
 int secclient_creds_recv(secclient *c, int fd);
 
+/*
+ * ---------------------------------------------------------------------------
+ * Relay and key server (docs/protocol.md). A mailbox is addressed by a
+ * 32-byte Ed25519 public key; the caller holds the identity's 32-byte
+ * private seed (secclient_identity_generate()). These calls need a
+ * connection (secclient_connect()) and reconnect like secclient_send()
+ * does; after an automatic reconnection the library registers the mailbox
+ * again by itself. They must not be mixed with secclient_send()/recv()
+ * requests still in flight on the same handle.
+ * Errors of secd map to: -EPERM NOT_OWNER, -EBUSY MAILBOX_BUSY or BUSY,
+ * -ENXIO NO_SUCH_MAILBOX, -EDQUOT QUOTA_EXCEEDED, -EAGAIN RATE_LIMITED,
+ * -EMSGSIZE MESSAGE_TOO_LARGE, -ENODATA NO_KEYS, -EBADMSG BAD_SIGNATURE
+ * or a malformed reply, -ENOTCONN NOT_REGISTERED; the message is in
+ * secclient_last_error().
+ * ---------------------------------------------------------------------------
+ */
+
+#define SECCLIENT_KEY_SIZE 32           /* Ed25519 and X25519 public keys, Ed25519 seeds */
+#define SECCLIENT_SIGNATURE_SIZE 64
+#define SECCLIENT_MSG_ID_SIZE 16
+#define SECCLIENT_FETCH_MAX 1000        /* messages per fetch */
+#define SECCLIENT_ONE_TIME_MAX 100      /* one-time pre-keys per publish */
+
+/* A new Ed25519 identity: random seed (keep it secret; wipe it) and its public key. */
+int secclient_identity_generate(uint8_t seed[SECCLIENT_KEY_SIZE], uint8_t public_key[SECCLIENT_KEY_SIZE]);
+/* The public key (mailbox address) of a seed. */
+int secclient_identity_public(const uint8_t seed[SECCLIENT_KEY_SIZE], uint8_t public_key[SECCLIENT_KEY_SIZE]);
+
+/*
+ * REGISTER this connection as the consumer of the seed's mailbox (created on
+ * first use, owned by this certificate's identity): signs this TLS
+ * session's channel binding. The library keeps a copy of the seed (wiped on
+ * free) to register again after a reconnection. *ret_created (may be NULL)
+ * is 1 when the mailbox was created now.
+ */
+int secclient_register(secclient *c, const uint8_t seed[SECCLIENT_KEY_SIZE], int *ret_created);
+
+/*
+ * SEND one message (1 byte .. secd's relay_message_max) to recipient.
+ * client_msg_id NULL: a random one. Returns 0 only once secd stored it
+ * durably; *ret_server_id (may be NULL) is its server id. Sending the same
+ * client_msg_id again (after an error or a lost reply) never stores it
+ * twice: secd answers with the first one's id, and *ret_duplicate (may be
+ * NULL) is 1. A send that failed with a transport error can be retried
+ * with the same client_msg_id.
+ */
+int secclient_relay_send(secclient *c, const uint8_t recipient[SECCLIENT_KEY_SIZE],
+                         const uint8_t client_msg_id[SECCLIENT_MSG_ID_SIZE], const void *data, size_t len,
+                         uint64_t *ret_server_id, int *ret_duplicate);
+
+typedef struct secclient_message {
+        uint64_t id;                                    /* server id: order of arrival */
+        uint8_t client_msg_id[SECCLIENT_MSG_ID_SIZE];
+        uint64_t received_usec;                         /* CLOCK_REALTIME */
+        size_t len;                                     /* >= 1 */
+        uint8_t *data;
+} secclient_message;
+
+/*
+ * FETCH pending messages of the registered mailbox, in order: at most
+ * max_count (1..SECCLIENT_FETCH_MAX), about max_bytes (0: as many as one
+ * reply holds; the first message always comes), waiting up to wait_ms for
+ * one to arrive when none is pending (0: do not wait; secd caps the wait).
+ * Messages already returned by an earlier fetch on this handle and not yet
+ * acknowledged are dropped (at-least-once on the wire, once to the
+ * caller). *ret is a malloc'd array (NULL when *ret_n is 0): free it with
+ * secclient_messages_free().
+ */
+int secclient_relay_fetch(secclient *c, unsigned max_count, size_t max_bytes, unsigned wait_ms,
+                          secclient_message **ret, size_t *ret_n);
+void secclient_messages_free(secclient_message *m, size_t n);
+
+/* ACK (delete) messages by server id, 1..SECCLIENT_FETCH_MAX ids; *ret_deleted (may be NULL). */
+int secclient_relay_ack(secclient *c, const uint64_t *ids, size_t n, unsigned *ret_deleted);
+
+/* X25519 key pair for pre-keys (private part: wipe it after use). */
+int secclient_x25519_generate(uint8_t private_key[SECCLIENT_KEY_SIZE], uint8_t public_key[SECCLIENT_KEY_SIZE]);
+
+typedef struct secclient_prekey {
+        uint32_t id;
+        uint8_t public_key[SECCLIENT_KEY_SIZE];
+} secclient_prekey;
+
+/*
+ * KEYS_PUBLISH for the registered mailbox: the identity X25519 key, the
+ * signed pre-key (id, X25519 public key) and 0..SECCLIENT_ONE_TIME_MAX
+ * one-time pre-keys, which replace what secd held. The library signs with
+ * the registered seed. *ret_stored (may be NULL) is the one-time count stored.
+ */
+int secclient_keys_publish(secclient *c, const uint8_t identity_dh[SECCLIENT_KEY_SIZE], uint32_t signed_prekey_id,
+                           const uint8_t signed_prekey[SECCLIENT_KEY_SIZE], const secclient_prekey *one_time,
+                           size_t n_one_time, unsigned *ret_stored);
+
+typedef struct secclient_bundle {
+        uint8_t identity_key[SECCLIENT_KEY_SIZE];       /* Ed25519, = the mailbox address */
+        uint8_t identity_dh[SECCLIENT_KEY_SIZE];        /* X25519 */
+        uint32_t signed_prekey_id;
+        uint8_t signed_prekey[SECCLIENT_KEY_SIZE];      /* X25519 */
+        int has_one_time;                               /* 0 when the mailbox ran out */
+        secclient_prekey one_time;
+} secclient_bundle;
+
+/*
+ * KEYS_BUNDLE for mailbox: the library checks that it is the mailbox asked
+ * for and verifies both signatures (-EBADMSG otherwise: never use such a
+ * bundle). The one-time pre-key handed out is gone from secd.
+ */
+int secclient_keys_bundle(secclient *c, const uint8_t mailbox[SECCLIENT_KEY_SIZE], secclient_bundle *ret);
+/* KEYS_COUNT: one-time pre-keys left for the registered mailbox. */
+int secclient_keys_count(secclient *c, unsigned *ret_count);
+
 #ifdef __cplusplus
 }
 #endif
