@@ -33,7 +33,8 @@
  *   reply: count u16, then count times
  *          { server_id u64, client_msg_id[16], received_usec u64 (CLOCK_REALTIME),
  *            length u32, blob[length] }
- *   Messages in server_id order. The first message is always included when
+ *   Messages in strictly increasing server_id order (a reply that is not:
+ *   -EBADMSG; the builder refuses it with -EINVAL). The first message is always included when
  *   one is pending, whatever max_bytes says; each further one only while the
  *   blobs' total stays <= max_bytes.
  *
@@ -103,6 +104,10 @@ typedef struct RelayRegister {
 } RelayRegister;
 int relay_register_parse(const uint8_t *p, size_t n, RelayRegister *ret);
 int relay_register_build(const RelayRegister *r, uint8_t out[RELAY_REGISTER_SIZE]);
+/* REGISTER reply: created is 0 or 1 (anything else: -EBADMSG). */
+#define RELAY_REGISTER_REPLY_SIZE 1
+int relay_register_reply_parse(const uint8_t *p, size_t n, bool *ret_created);
+void relay_register_reply_build(bool created, uint8_t out[RELAY_REGISTER_REPLY_SIZE]);
 
 /* SEND: blob points into p (not copied); ret->blob_size >= 1. */
 typedef struct RelaySend {
