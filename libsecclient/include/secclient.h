@@ -261,7 +261,8 @@ int secclient_creds_recv(secclient *c, int fd);
  * Errors of secd map to: -EPERM NOT_OWNER, -EBUSY MAILBOX_BUSY or BUSY,
  * -ENXIO NO_SUCH_MAILBOX, -EDQUOT QUOTA_EXCEEDED, -EAGAIN RATE_LIMITED,
  * -EMSGSIZE MESSAGE_TOO_LARGE, -ENODATA NO_KEYS, -EBADMSG BAD_SIGNATURE
- * or a malformed reply, -ENOTCONN NOT_REGISTERED; the message is in
+ * or a malformed reply, -ENOTCONN NOT_REGISTERED, -EEXIST ALREADY_REGISTERED
+ * (this connection serves another mailbox); the message is in
  * secclient_last_error().
  * ---------------------------------------------------------------------------
  */
@@ -314,7 +315,9 @@ typedef struct secclient_message {
  * one to arrive when none is pending (0: do not wait; secd caps the wait).
  * Messages already returned by an earlier fetch on this handle and not yet
  * acknowledged are dropped (at-least-once on the wire, once to the
- * caller). *ret is a malloc'd array (NULL when *ret_n is 0): free it with
+ * caller); the handle remembers at most 4096 such ids, forgetting the
+ * oldest first, so acknowledge what you fetched. A fetch whose messages
+ * were all returned before yields *ret_n == 0 even though some are pending. *ret is a malloc'd array (NULL when *ret_n is 0): free it with
  * secclient_messages_free().
  */
 int secclient_relay_fetch(secclient *c, unsigned max_count, size_t max_bytes, unsigned wait_ms,

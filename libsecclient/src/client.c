@@ -76,6 +76,12 @@ struct secclient {
         size_t stash_n;
         uint32_t next_request_id;
 
+        /* Relay: the registered identity's seed (wiped on replace and free), delivered ids. */
+        uint8_t identity_seed[SECCLIENT_KEY_SIZE];
+        bool has_identity;
+        bool registered;        /* this connection is registered for identity_seed's mailbox */
+        SeenSet *seen;
+
         char *last_error;
 };
 
@@ -200,6 +206,28 @@ int frame_error_to_errno(uint16_t code) {
         case FRAME_ERROR_BAD_FRAME:
         case FRAME_ERROR_BAD_PAYLOAD:
                 return -EBADMSG;
+        /* Relay and key server (secclient.h) */
+        case FRAME_ERROR_NOT_REGISTERED:
+                return -ENOTCONN;
+        case FRAME_ERROR_BAD_SIGNATURE:
+                return -EBADMSG;
+        case FRAME_ERROR_NOT_OWNER:
+                return -EPERM;
+        case FRAME_ERROR_MAILBOX_BUSY:
+        case FRAME_ERROR_BUSY:
+                return -EBUSY;
+        case FRAME_ERROR_NO_SUCH_MAILBOX:
+                return -ENXIO;
+        case FRAME_ERROR_QUOTA_EXCEEDED:
+                return -EDQUOT;
+        case FRAME_ERROR_RATE_LIMITED:
+                return -EAGAIN;
+        case FRAME_ERROR_MESSAGE_TOO_LARGE:
+                return -EMSGSIZE;
+        case FRAME_ERROR_NO_KEYS:
+                return -ENODATA;
+        case FRAME_ERROR_ALREADY_REGISTERED:
+                return -EEXIST;
         default:
                 return -EPROTO;
         }
@@ -337,6 +365,7 @@ static void connection_close(secclient *c) {
         c->session_cred = NULL;
         c->fd = safe_close(c->fd);
         c->connected = false;
+        c->registered = false;
         frame_reader_reset(c->reader);
         c->rpos = c->rlen = 0;
         /* Replies already received stay for secclient_recv(): their request ids are unique per handle. */
@@ -363,6 +392,8 @@ _public_ secclient *secclient_free(secclient *c) {
         connection_close(c);
         stash_clear(c);
         credentials_clear(c);
+        client_identity_clear(c);
+        free(c->seen);
         frame_reader_free(c->reader);
         free(c->endpoint);
         free(c->enroll_socket);
@@ -1256,6 +1287,9 @@ static int reconnect(secclient *c) {
                 c->want_connected = false;
                 c->drop_error = r;
         }
+        /* The new session needs its own proof before the call that reconnected goes on. */
+        if (r >= 0 && c->has_identity)
+                r = mailbox_register(c, c->identity_seed, NULL);
         return r;
 }
 
@@ -1416,6 +1450,154 @@ _public_ int secclient_error_parse(const void *payload, size_t len, uint16_t *re
         if (ret_message)
                 *ret_message = TAKE_PTR(msg);
         return 0;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Relay and key-server plumbing (relay.c, keys.c) */
+
+void client_identity_set(secclient *c, const uint8_t seed[SECCLIENT_KEY_SIZE]) {
+        /* Another mailbox: the ids delivered for the previous one mean nothing there. */
+        if (c->has_identity && gnutls_memcmp(c->identity_seed, seed, SECCLIENT_KEY_SIZE) != 0 && c->seen)
+                seen_set_clear(c->seen);
+        memcpy(c->identity_seed, seed, SECCLIENT_KEY_SIZE);
+        c->has_identity = true;
+}
+
+void client_identity_clear(secclient *c) {
+        explicit_bzero(c->identity_seed, sizeof c->identity_seed);
+        c->has_identity = false;
+        if (c->seen)
+                seen_set_clear(c->seen);
+}
+
+const uint8_t *client_identity(const secclient *c) {
+        return c->has_identity ? c->identity_seed : NULL;
+}
+
+bool client_registered(const secclient *c) {
+        return c->connected && c->registered;
+}
+
+void client_set_registered(secclient *c) {
+        c->registered = c->connected;
+}
+
+SeenSet *client_seen(secclient *c) {
+        if (!c->seen)
+                c->seen = calloc(1, sizeof *c->seen);
+        return c->seen;
+}
+
+void client_set_last_error(secclient *c, const char *message) {
+        set_last_error(c, "%s", message);
+}
+
+int client_connection_ensure(secclient *c) {
+        return connection_ensure(c);
+}
+
+int client_channel_binding(secclient *c, uint8_t ret[SECCLIENT_KEY_SIZE]) {
+        gnutls_datum_t cb = {};
+        int g;
+
+        if (!c->connected || !c->session)
+                return -ENOTCONN;
+        g = gnutls_session_channel_binding(c->session, GNUTLS_CB_TLS_EXPORTER, &cb);
+        if (g < 0) {
+                set_last_error(c, "no TLS exporter for this session: %s", gnutls_strerror(g));
+                return -EPROTO;
+        }
+        if (cb.size != SECCLIENT_KEY_SIZE) {
+                g = -EPROTO;
+                set_last_error(c, "TLS exporter of unexpected size %u", cb.size);
+        } else {
+                memcpy(ret, cb.data, SECCLIENT_KEY_SIZE);
+                g = 0;
+        }
+        gnutls_memset(cb.data, 0, cb.size);
+        gnutls_free(cb.data);
+        return g;
+}
+
+/* ERROR codes after which secd closes the connection (docs/protocol.md). */
+static bool frame_error_closes(uint16_t code) {
+        switch (code) {
+        case FRAME_ERROR_BAD_FRAME: case FRAME_ERROR_TOO_LARGE: case FRAME_ERROR_NOT_ADMITTED:
+        case FRAME_ERROR_CERT_REVOKED: case FRAME_ERROR_CERT_EXPIRED: case FRAME_ERROR_SHUTTING_DOWN:
+        case FRAME_ERROR_IDLE_TIMEOUT:
+                return true;
+        default:
+                return false;
+        }
+}
+
+int client_request_now(secclient *c, uint8_t type, const void *payload, size_t len, unsigned extra_wait_ms,
+                       uint8_t **ret_payload, size_t *ret_len) {
+        Frame *f = NULL;
+        uint64_t deadline;
+        uint32_t id;
+        int r;
+
+        if (len > FRAME_PAYLOAD_MAX_HARD)
+                return -EMSGSIZE;
+        if (!c->connected)
+                return -ENOTCONN;
+
+        /* A long poll may legitimately keep the reply back for extra_wait_ms. */
+        deadline = c->timeout_ms == 0 ? UINT64_MAX : mono_ms() + c->timeout_ms + extra_wait_ms;
+        id = request_id_next(c);
+        r = frame_write(c, type, id, payload, len, deadline);
+        if (r < 0) {
+                /* As in ping_once(): an ERROR secd sent before hanging up explains it better. */
+                if (r != -ETIMEDOUT && reply_wait(c, id, deadline, &f) >= 0 && f->type == FRAME_ERROR) {
+                        int k = frame_error_report(c, f);
+
+                        frame_free(f);
+                        connection_drop(c, k);
+                        return k;
+                }
+                frame_free(f);
+                connection_close(c);
+                return r;
+        }
+        r = reply_wait(c, id, deadline, &f);
+        if (r < 0)
+                return r;
+        if (f->type == FRAME_ERROR) {
+                uint16_t code = 0;
+
+                r = frame_error_report(c, f);
+                if (f->request_id == 0 ||
+                    (frame_error_parse(f->payload, f->len, &code, NULL) >= 0 && frame_error_closes(code)))
+                        connection_drop(c, r);
+                frame_free(f);
+                return r;
+        }
+        if (f->type != (type | FRAME_REPLY_BIT)) {
+                set_last_error(c, "reply of type 0x%02x to a request of type 0x%02x", f->type, type);
+                frame_free(f);
+                return -EBADMSG;
+        }
+        *ret_payload = TAKE_PTR(f->payload);
+        *ret_len = f->len;
+        free(f);
+        return 0;
+}
+
+int client_request(secclient *c, uint8_t type, const void *payload, size_t len, unsigned extra_wait_ms,
+                   uint8_t **ret_payload, size_t *ret_len) {
+        int r;
+
+        r = connection_ensure(c);
+        if (r < 0)
+                return r;
+        /* A registration that failed after a reconnection (or after secclient_connect()) is retried first. */
+        if (c->has_identity && !c->registered) {
+                r = mailbox_register(c, c->identity_seed, NULL);
+                if (r < 0)
+                        return r;
+        }
+        return client_request_now(c, type, payload, len, extra_wait_ms, ret_payload, ret_len);
 }
 
 /* ---------------------------------------------------------------------- */

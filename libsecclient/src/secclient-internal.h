@@ -86,3 +86,75 @@ int creds_bundle_parse(const char *text, size_t len, char **ret_ca, char **ret_c
 
 /* For the unit tests: 1 if the current connection's TLS session was resumed, 0 if not, -ENOTCONN. */
 int client_session_resumed(const secclient *c);
+
+/* ------------------------------------------------------------------------
+ * Relay and key server (relay.c, keys.c) on top of the connection
+ * (client.c).
+ * ------------------------------------------------------------------------ */
+
+/*
+ * Server ids a fetch returned and that were not acknowledged yet, so a
+ * redelivery is dropped (secclient_relay_fetch()). Bounded: when full, the
+ * smallest (oldest) id is forgotten first. Sorted, no duplicates.
+ */
+#define SECCLIENT_SEEN_MAX 4096u
+typedef struct SeenSet {
+        size_t n;
+        uint64_t ids[SECCLIENT_SEEN_MAX];
+} SeenSet;
+
+bool seen_set_contains(const SeenSet *s, uint64_t id);
+/* Adds id: 1 if added, 0 if it was there already (or is older than all of a full set). */
+int seen_set_add(SeenSet *s, uint64_t id);
+void seen_set_remove(SeenSet *s, uint64_t id);
+void seen_set_clear(SeenSet *s);
+
+/* Ed25519 (nettle): sign msg with the key of seed; verify: 0 or -EBADMSG. */
+int identity_sign(const uint8_t seed[SECCLIENT_KEY_SIZE], const uint8_t *msg, size_t len,
+                  uint8_t ret_signature[SECCLIENT_SIGNATURE_SIZE]);
+int identity_verify(const uint8_t public_key[SECCLIENT_KEY_SIZE], const uint8_t *msg, size_t len,
+                    const uint8_t signature[SECCLIENT_SIGNATURE_SIZE]);
+
+/* X25519 public key of a private one (RFC 7748 base-point multiplication, nettle). */
+int x25519_public(const uint8_t private_key[SECCLIENT_KEY_SIZE], uint8_t ret_public_key[SECCLIENT_KEY_SIZE]);
+
+/*
+ * A parsed KEYS_BUNDLE reply (relay-proto.h) checked: its identity key is
+ * mailbox, identity_dh_sig and spk_sig verify under it. 0 or -EBADMSG.
+ */
+struct RelayBundle;
+int bundle_verify(const struct RelayBundle *b, const uint8_t mailbox[SECCLIENT_KEY_SIZE]);
+
+/*
+ * REGISTER seed's mailbox on the current connection (no reconnection);
+ * on success the handle keeps a copy of the seed. relay.c.
+ */
+int mailbox_register(secclient *c, const uint8_t seed[SECCLIENT_KEY_SIZE], int *ret_created);
+
+/* client.c: the held identity (a copy of the registered seed, wiped on replace, clear and free). */
+void client_identity_set(secclient *c, const uint8_t seed[SECCLIENT_KEY_SIZE]);
+void client_identity_clear(secclient *c);
+const uint8_t *client_identity(const secclient *c);     /* NULL if none */
+bool client_registered(const secclient *c);             /* on the current connection */
+void client_set_registered(secclient *c);
+SeenSet *client_seen(secclient *c);                     /* allocated on first use; NULL: -ENOMEM */
+void client_set_last_error(secclient *c, const char *message);
+/* Connected, or reconnected (registering the held identity again) like secclient_send(). */
+int client_connection_ensure(secclient *c);
+/* This session's RFC 9266 tls-exporter channel binding (32 bytes). -ENOTCONN, -EPROTO. */
+int client_channel_binding(secclient *c, uint8_t ret[SECCLIENT_KEY_SIZE]);
+
+/*
+ * One request and its reply, waited for by request id within the handle's
+ * timeout plus extra_wait_ms (a long poll). An ERROR reply becomes its
+ * errno (frame_error_to_errno(), message in secclient_last_error()); a
+ * reply of another type -EBADMSG. *ret_payload is malloc'd (never NULL).
+ * client_request() first ensures the connection (reconnecting like
+ * secclient_send(), never sending the frame twice) and registers the held
+ * identity if this connection is not registered yet; client_request_now()
+ * uses the current connection only (-ENOTCONN).
+ */
+int client_request(secclient *c, uint8_t type, const void *payload, size_t len, unsigned extra_wait_ms,
+                   uint8_t **ret_payload, size_t *ret_len);
+int client_request_now(secclient *c, uint8_t type, const void *payload, size_t len, unsigned extra_wait_ms,
+                       uint8_t **ret_payload, size_t *ret_len);
