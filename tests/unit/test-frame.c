@@ -197,10 +197,26 @@ static void test_error_frames(void **state) {
 }
 
 static void test_error_names(void **state) {
-        assert_string_equal(frame_error_to_string(FRAME_ERROR_TOO_LARGE), "TOO_LARGE");
-        assert_string_equal(frame_error_to_string(FRAME_ERROR_IDLE_TIMEOUT), "IDLE_TIMEOUT");
+        /* Every code by number, as docs/protocol.md lists them: a renumbered enum fails here. */
+        static const char *const names[] = {
+                [1] = "BAD_FRAME",         [2] = "UNKNOWN_TYPE",     [3] = "TOO_LARGE",
+                [4] = "BAD_PAYLOAD",       [5] = "NOT_ADMITTED",     [6] = "CERT_REVOKED",
+                [7] = "CERT_EXPIRED",      [8] = "INTERNAL",         [9] = "SHUTTING_DOWN",
+                [10] = "IDLE_TIMEOUT",     [11] = "NOT_REGISTERED",  [12] = "BAD_SIGNATURE",
+                [13] = "NOT_OWNER",        [14] = "MAILBOX_BUSY",    [15] = "NO_SUCH_MAILBOX",
+                [16] = "QUOTA_EXCEEDED",   [17] = "RATE_LIMITED",    [18] = "MESSAGE_TOO_LARGE",
+                [19] = "NO_KEYS",          [20] = "BUSY",            [21] = "ALREADY_REGISTERED",
+        };
+
+        for (uint16_t code = 1; code < ELEMENTSOF(names); code++)
+                assert_string_equal(frame_error_to_string(code), names[code]);
+        assert_int_equal(FRAME_ERROR_NOT_REGISTERED, 11);
+        assert_int_equal(FRAME_ERROR_ALREADY_REGISTERED, 21);
+        assert_string_equal(frame_error_to_string(FRAME_ERROR_MESSAGE_TOO_LARGE), "MESSAGE_TOO_LARGE");
         assert_null(frame_error_to_string(0));
+        assert_null(frame_error_to_string(ELEMENTSOF(names)));
         assert_null(frame_error_to_string(999));
+        assert_null(frame_error_to_string(UINT16_MAX));
 }
 
 int main(void) {
