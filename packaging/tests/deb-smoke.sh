@@ -188,26 +188,21 @@ wait_for() {
 }
 
 # ---------------------------------------------------------------- 1. build
-version=$(sed -n 's/^project(secd VERSION \([0-9.]*\).*/\1/p' "$srcdir/CMakeLists.txt")
+# shellcheck source=packaging/tests/source-tree.sh
+. "$srcdir/packaging/tests/source-tree.sh"
+src="$tmp/build/secd"
+mkdir -p "$src"
+secd_source_tree "$srcdir" "$src" || fail "cannot copy the source tree"
+version=$(sed -n 's/^project(secd VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")
 [ -n "$version" ] || fail "no project(secd VERSION ...) in CMakeLists.txt"
-deb_version=$(dpkg-parsechangelog -l "$srcdir/packaging/debian/changelog" -S Version)
+deb_version=$(dpkg-parsechangelog -l "$src/packaging/debian/changelog" -S Version)
 [ "$deb_version" = "$version" ] ||
         fail "packaging/debian/changelog says $deb_version, CMakeLists.txt says $version: add a changelog entry"
-ok "debian/changelog version $deb_version matches the project version"
+ok "debian/changelog version $deb_version matches the project version (source: ${SECD_PACKAGE_SOURCE:-head})"
 
 if [ -z "$debs_dir" ]; then
-        src="$tmp/build/secd-$version"
-        mkdir -p "$src"
-        # The files of the tree as git sees them (tracked, and new files not
-        # ignored), never build directories.
-        if git -C "$srcdir" rev-parse --git-dir >/dev/null 2>&1; then
-                (cd "$srcdir" && git ls-files -z --cached --others --exclude-standard) |
-                        (cd "$srcdir" && tar -c --null -T - 2>/dev/null) | tar -x -C "$src"
-        else
-                tar -C "$srcdir" -c --exclude='./build*' --exclude='./debian' . | tar -x -C "$src"
-        fi
         rm -rf "$src/debian"
-        cp -r "$srcdir/packaging/debian" "$src/debian"
+        cp -r "$src/packaging/debian" "$src/debian"
         say "building the packages in $src (log: $tmp/build/dpkg-buildpackage.log)"
         if ! (cd "$src" && DEB_BUILD_OPTIONS="nocheck ${DEB_BUILD_OPTIONS:-}" \
                         dpkg-buildpackage -b -us -uc -j"$(nproc)") >"$tmp/build/dpkg-buildpackage.log" 2>&1; then
@@ -224,7 +219,7 @@ for p in $packages; do
         if [ -z "$f" ]; then
                 # secmsg is left out only while secmsg/ is not in the tree
                 # (packaging/debian/rules); once it is, its package must exist.
-                if [ "$p" = secmsg ] && [ ! -e "$srcdir/secmsg/CMakeLists.txt" ]; then
+                if [ "$p" = secmsg ] && [ ! -e "$src/secmsg/CMakeLists.txt" ]; then
                         say "secmsg/ is not in the tree yet: no secmsg package to test"
                         continue
                 fi
