@@ -16,6 +16,8 @@
 
 /* Trim the audit table every this many appends (a DELETE over an index, cheap). */
 #define MANAGER_AUDIT_TRIM_EVERY 256
+/* At most one warning about dropped audit rows per this interval. */
+#define MANAGER_AUDIT_DROP_LOG_INTERVAL_USEC (10 * 1000 * 1000)
 
 int manager_new(Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
@@ -39,6 +41,8 @@ int manager_new(Manager **ret) {
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
+        /* First: the last completions (relay acks, audit rows) still find their connections. */
+        m->writer = writer_free(m->writer);
         while (m->connections)
                 control_connection_free(m->connections);
         data_free_all(m);
@@ -80,6 +84,10 @@ int manager_open_store(Manager *m) {
         r = db_open(path, DB_OPEN_CREATE, &m->db);
         if (r < 0)
                 return log_error_errno(r, "Cannot open the store %s: %m (%s)", path, db_last_error(NULL));
+        /* Created and migrated now: the writer thread opens the same file. */
+        r = writer_new(m->event, path, 0, &m->writer);
+        if (r < 0)
+                return log_error_errno(r, "Cannot start the store's writer thread: %m");
         log_debug("Store %s open.", path);
         return 0;
 }
@@ -155,6 +163,27 @@ static json_object *audit_entry_to_json(int64_t id, int64_t time_usec, const cha
         return o;
 }
 
+/*
+ * The store bounds messages; a long path or comment must not make the change
+ * fail: cut at a character boundary. *ret is NULL when message fits.
+ */
+static int audit_message_truncate(const char *message, char **ret) {
+        size_t l = DB_AUDIT_MESSAGE_MAX - 3;
+
+        *ret = NULL;
+        if (strlen(message) <= DB_AUDIT_MESSAGE_MAX)
+                return 0;
+        while (l > 0 && ((unsigned char) message[l] & 0xc0) == 0x80)
+                l--;
+        *ret = strdup_printf("%.*s...", (int) l, message);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static const char *audit_fields_string(json_object *fields) {
+        return fields ? json_object_to_json_string_ext(fields, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)
+                      : NULL;
+}
+
 int manager_audit_append(Manager *m, const char *kind, const char *message, json_object *fields,
                          int64_t *ret_id, int64_t *ret_time) {
         _cleanup_free_ char *truncated = NULL;
@@ -162,22 +191,16 @@ int manager_audit_append(Manager *m, const char *kind, const char *message, json
                 .time_usec = (int64_t) now_usec(CLOCK_REALTIME),
                 .kind = (char *) kind,
                 .message = (char *) message,
-                .fields_json = fields ? (char *) json_object_to_json_string_ext(fields, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE) : NULL,
+                .fields_json = (char *) audit_fields_string(fields),
         };
         int64_t id;
         int r;
 
-        /* The store bounds messages; a long path or comment must not make the change fail. */
-        if (strlen(message) > DB_AUDIT_MESSAGE_MAX) {
-                size_t l = DB_AUDIT_MESSAGE_MAX - 3;
-
-                while (l > 0 && ((unsigned char) message[l] & 0xc0) == 0x80)
-                        l--;
-                truncated = strdup_printf("%.*s...", (int) l, message);
-                if (!truncated)
-                        return -ENOMEM;
+        r = audit_message_truncate(message, &truncated);
+        if (r < 0)
+                return r;
+        if (truncated)
                 e.message = truncated;
-        }
 
         r = db_audit_append(m->db, &e, &id);
         if (r < 0)
@@ -189,17 +212,69 @@ int manager_audit_append(Manager *m, const char *kind, const char *message, json
         return 0;
 }
 
+/* The trim as a writer job: the bound travels with it (a reload may change it meanwhile). */
+typedef struct AuditTrimJob {
+        size_t max_rows;
+} AuditTrimJob;
+
+static int audit_trim_run(Db *db, void *userdata) {
+        AuditTrimJob *t = userdata;
+        int r;
+
+        r = db_audit_trim(db, t->max_rows);
+        if (r < 0)
+                /* Logged here, where db_last_error() belongs to this thread's handle. */
+                log_warning_errno(r, "Cannot trim the audit trail: %m (%s)", db_last_error(db));
+        return r;
+}
+
+static void audit_trim_done(void *userdata, int r) {
+        free(userdata);
+}
+
+static void manager_audit_trim(Manager *m) {
+        AuditTrimJob *t;
+        int r;
+
+        t = malloc(sizeof *t);
+        if (!t) {
+                log_oom();
+                return;
+        }
+        t->max_rows = (size_t) m->config.audit_max_rows;
+        r = writer_submit(m->writer, audit_trim_run, audit_trim_done, t);
+        if (r >= 0)
+                return;
+        free(t);
+        if (r != -ESHUTDOWN && r != -EINVAL) {
+                /* Queue full: the next MANAGER_AUDIT_TRIM_EVERY appends try again. */
+                log_debug_errno(r, "Cannot queue the audit trim: %m");
+                return;
+        }
+        /* No writer (any more): the loop is not serving, do it here. */
+        r = db_audit_trim(m->db, (size_t) m->config.audit_max_rows);
+        if (r < 0)
+                log_warning_errno(r, "Cannot trim the audit trail: %m (%s)", db_last_error(m->db));
+}
+
+static bool manager_audit_has_followers(Manager *m) {
+        for (ControlConnection *c = m->connections; c; c = c->next)
+                if (c->following && !c->dead)
+                        return true;
+        return false;
+}
+
 void manager_audit_publish(Manager *m, int64_t id, int64_t time_usec, const char *kind, const char *message,
                            json_object *fields) {
         _cleanup_(json_object_unrefp) json_object *entry = NULL;
 
         if (++m->audit_appends >= MANAGER_AUDIT_TRIM_EVERY) {
-                int r = db_audit_trim(m->db, (size_t) m->config.audit_max_rows);
-                if (r < 0)
-                        log_warning_errno(r, "Cannot trim the audit trail: %m (%s)", db_last_error(m->db));
                 m->audit_appends = 0;
+                manager_audit_trim(m);
         }
 
+        if (!manager_audit_has_followers(m))
+                return;
         entry = audit_entry_to_json(id, time_usec, kind, message, fields);
         if (!entry) {
                 log_oom();
@@ -208,13 +283,104 @@ void manager_audit_publish(Manager *m, int64_t id, int64_t time_usec, const char
         control_audit_broadcast(m, entry);
 }
 
+/* One audit row on its way through the writer: everything the row and its publication need. */
+typedef struct AuditJob {
+        Manager *manager;
+        DbAuditEntry entry;             /* owned strings; id filled in by the writer thread */
+        json_object *fields;            /* a reference, for the followers */
+} AuditJob;
+
+static AuditJob *audit_job_free(AuditJob *j) {
+        if (!j)
+                return NULL;
+        free(j->entry.kind);
+        free(j->entry.message);
+        free(j->entry.fields_json);
+        json_object_put(j->fields);
+        free(j);
+        return NULL;
+}
+DEFINE_TRIVIAL_CLEANUP_FUNC(AuditJob *, audit_job_free);
+
+static int audit_job_run(Db *db, void *userdata) {
+        AuditJob *j = userdata;
+
+        return db_audit_append(db, &j->entry, &j->entry.id);
+}
+
+static void manager_audit_dropped(Manager *m, int r, const char *why) {
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        char message[256];
+
+        m->audit_dropped++;
+        if (m->audit_drop_logged_usec != 0 && now - m->audit_drop_logged_usec < MANAGER_AUDIT_DROP_LOG_INTERVAL_USEC)
+                return;
+        m->audit_drop_logged_usec = now;
+        (void) snprintf(message, sizeof message, "%s (%" PRIu64 " audit entries dropped since start; "
+                        "this warning is rate-limited)", why, m->audit_dropped);
+        log_struct_errno(LOG_WARNING, r, message, SECD_MESSAGE_ERROR, NULL);
+}
+
+static void audit_job_done(void *userdata, int r) {
+        _cleanup_(audit_job_freep) AuditJob *j = userdata;
+        Manager *m = j->manager;
+
+        if (r < 0) {
+                manager_audit_dropped(m, r, "Cannot append to the audit trail; the entry is lost.");
+                return;
+        }
+        manager_audit_publish(m, j->entry.id, j->entry.time_usec, j->entry.kind, j->entry.message, j->fields);
+}
+
 void manager_audit(Manager *m, const char *kind, const char *message, json_object *fields) {
+        _cleanup_(audit_job_freep) AuditJob *j = NULL;
+        _cleanup_free_ char *truncated = NULL;
+        const char *fields_json = audit_fields_string(fields);
         int64_t id, t;
         int r;
 
+        if (m->writer) {
+                r = audit_message_truncate(message, &truncated);
+                if (r < 0) {
+                        manager_audit_dropped(m, r, "Cannot queue an audit entry: out of memory.");
+                        return;
+                }
+                j = calloc(1, sizeof *j);
+                if (!j) {
+                        manager_audit_dropped(m, -ENOMEM, "Cannot queue an audit entry: out of memory.");
+                        return;
+                }
+                *j = (AuditJob) {
+                        .manager = m,
+                        .entry = {
+                                .time_usec = (int64_t) now_usec(CLOCK_REALTIME),
+                                .kind = strdup(kind),
+                                .message = truncated ? TAKE_PTR(truncated) : strdup(message),
+                                .fields_json = fields_json ? strdup(fields_json) : NULL,
+                        },
+                        .fields = fields ? json_object_get(fields) : NULL,
+                };
+                if (!j->entry.kind || !j->entry.message || (fields_json && !j->entry.fields_json)) {
+                        manager_audit_dropped(m, -ENOMEM, "Cannot queue an audit entry: out of memory.");
+                        return;
+                }
+                r = writer_submit(m->writer, audit_job_run, audit_job_done, j);
+                if (r >= 0) {
+                        TAKE_PTR(j);
+                        return;
+                }
+                if (r != -ESHUTDOWN) {
+                        /* Never wait for the disk on the loop: the decision goes on without its row. */
+                        manager_audit_dropped(m, r, r == -EAGAIN ? "The store's writer queue is full; an audit entry is dropped."
+                                                                 : "Cannot queue an audit entry; it is dropped.");
+                        return;
+                }
+                /* The writer stopped (shutdown): nothing is served any more, write it here. */
+        }
+
         r = manager_audit_append(m, kind, message, fields, &id, &t);
         if (r < 0) {
-                log_struct_errno(LOG_ERR, r, "Cannot append to the audit trail.", SECD_MESSAGE_ERROR, NULL);
+                manager_audit_dropped(m, r, "Cannot append to the audit trail; the entry is lost.");
                 return;
         }
         manager_audit_publish(m, id, t, kind, message, fields);

@@ -18,6 +18,7 @@
 #include "exe-hash.h"
 #include "policy.h"
 #include "util.h"
+#include "writer.h"
 
 static inline void json_object_unrefp(json_object **o) {
         if (*o)
@@ -30,6 +31,7 @@ typedef struct SecdCA SecdCA;
 typedef struct TlsServer TlsServer;
 typedef struct DataConnection DataConnection;
 typedef struct HashPool HashPool;
+typedef struct Relay Relay;
 
 typedef struct DecisionCounters {
         uint64_t allowed;       /* the policy allowed */
@@ -61,6 +63,8 @@ typedef struct Manager {
         gid_t admin_gid;                /* resolved at start (not in --dev) */
 
         Db *db;
+        Writer *writer;                 /* the store's group-commit thread (writer.c): relay and audit writes */
+        Relay *relay;                   /* relay and key server, shared state (relay.c) */
         PolicySnapshot *policy;
         ExeHashCache *hash_cache;
         uint64_t hash_max_size_running; /* the limit hash_cache was made with */
@@ -79,6 +83,8 @@ typedef struct Manager {
 
         uint64_t start_usec;            /* CLOCK_MONOTONIC */
         unsigned audit_appends;         /* since the last trim */
+        uint64_t audit_dropped;         /* audit rows lost: writer queue full, or the write failed */
+        uint64_t audit_drop_logged_usec; /* CLOCK_MONOTONIC, rate-limits the warning */
 
         sd_event_source *sigterm_source, *sigint_source, *sighup_source;
         sd_event_source *watchdog_source, *drain_source;
@@ -91,7 +97,7 @@ int manager_new(Manager **ret);
 Manager *manager_free(Manager *m);
 DEFINE_TRIVIAL_CLEANUP_FUNC(Manager *, manager_free);
 
-/* Open (create) the store under state_dir. */
+/* Open (create) the store under state_dir, and start its writer thread (m->writer) on the same file. */
 int manager_open_store(Manager *m);
 
 /*
@@ -110,16 +116,21 @@ int manager_policy_reload(Manager *m);
 int manager_hash_cache_setup(Manager *m);
 
 /*
- * Append an audit entry (kind, message, fields: a JSON object or NULL, not
- * consumed) and push it to Audit.Tail followers. Errors are logged, never
- * fatal: the audit trail must not decide anything.
+ * Record an audit entry (kind, message, fields: a JSON object or NULL; a
+ * reference is kept until the entry is published, so the caller must not
+ * change it afterwards) without waiting for the disk: the row is appended
+ * by the writer thread, and once committed it is pushed to Audit.Tail
+ * followers (so it shows up there, and in the store, a moment later). If
+ * the writer's queue is full the row is dropped, counted in audit_dropped
+ * and logged (rate-limited): the audit trail never blocks nor decides
+ * anything. After the writer stopped (shutdown) it is written synchronously.
  */
 void manager_audit(Manager *m, const char *kind, const char *message, json_object *fields);
 
-/* The same, inside an open store transaction: the caller commits. */
+/* Append synchronously on m->db, inside the caller's open transaction (admin path): the caller commits. */
 int manager_audit_append(Manager *m, const char *kind, const char *message, json_object *fields,
                          int64_t *ret_id, int64_t *ret_time);
-/* Push an entry already committed to the store to the followers. */
+/* Push an entry already committed to the store to the followers (and trim the trail now and then, on the writer). */
 void manager_audit_publish(Manager *m, int64_t id, int64_t time_usec, const char *kind,
                            const char *message, json_object *fields);
 

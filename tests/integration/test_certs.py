@@ -19,7 +19,7 @@ import subprocess
 import unittest
 
 from secdtest import (EXIT_FAILURE, EXIT_PERMISSION, EXIT_SUCCESS, EXIT_USAGE, NOBODY_GID, NOBODY_UID,
-                      RawVarlink, SecdTestCase, TIMEOUT, VarlinkError, run_as)
+                      RawVarlink, SecdTestCase, TIMEOUT, VarlinkError, run_as, wait_until)
 
 CERTTOOL = "/usr/bin/certtool"
 SERIAL_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -151,9 +151,12 @@ class CertsTest(SecdTestCase):
         # The key never shows up in secd's logs nor in the audit trail.
         key_body = "".join(key_pem.splitlines()[1:-1])
         self.assertNotIn(key_body, self.d.output())
-        audit = self.secctl_json("audit", "--limit", "50")
-        self.assertNotIn(key_body, json.dumps(audit))
-        self.assertIn(doc["serial"], json.dumps(audit))
+        # The audit row is written off the loop: wait (bounded) until it is there, then look.
+        def audit_with_serial():
+            audit = json.dumps(self.secctl_json("audit", "--limit", "50"))
+            return audit if doc["serial"] in audit else None
+        audit = wait_until(audit_with_serial, what=f"the audit entry of certificate {doc['serial']}")
+        self.assertNotIn(key_body, audit)
 
     def test_issued_key_is_not_left_in_secd_memory(self):
         """The reply carrying the key is wiped: no copy of the key's PEM text stays in secd.
@@ -297,9 +300,12 @@ class CertsTest(SecdTestCase):
         self.assertEqual(self.secctl_json("cert", "crl")["crl"], crl)
 
         # Audit trail: issued and revoked, with the serials.
-        audit = json.dumps(self.secctl_json("audit", "--limit", "100"))
-        self.assertIn("revoked certificate " + first["serial"], audit)
-        self.assertIn("issued certificate " + other["serial"], audit)
+        # (Written off the loop: they land a moment after the calls returned.)
+        def both():
+            audit = json.dumps(self.secctl_json("audit", "--limit", "100"))
+            return ("revoked certificate " + first["serial"] in audit
+                    and "issued certificate " + other["serial"] in audit)
+        wait_until(both, what="the issue and revocation audit entries")
 
     # ---- ca show --------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import time
 import unittest
 
 from secdtest import (EXIT_SUCCESS, NOBODY_UID, RawVarlink, SecdTestCase, TIMEOUT, VarlinkError,
-                      run_as, sha256sum)
+                      run_as, sha256sum, wait_until)
 
 CERTTOOL = shutil.which("certtool") or "/usr/bin/certtool"
 PYTHON_EXE = os.path.realpath("/usr/bin/python3")
@@ -109,11 +109,13 @@ class EnrollTest(SecdTestCase):
         left = time.mktime(time.strptime(reply["expires"], "%Y-%m-%dT%H:%M:%SZ")) - time.mktime(time.gmtime())
         self.assertTrue(3500 < left <= 3600, left)
 
-        # Recorded and audited.
-        audit = self.secctl_json("audit", "--limit", "50")
-        entries = audit["entries"] if isinstance(audit, dict) else audit
-        enrolls = [e for e in entries if e["kind"] == "enroll"]
-        self.assertEqual(len(enrolls), 1, entries)
+        # Recorded and audited (the audit row is written off the loop: it lands a moment later).
+        def enroll_entries():
+            audit = self.secctl_json("audit", "--limit", "50")
+            entries = audit["entries"] if isinstance(audit, dict) else audit
+            return [e for e in entries if e["kind"] == "enroll"]
+        enrolls = wait_until(enroll_entries, what="the enroll audit entry")
+        self.assertEqual(len(enrolls), 1, enrolls)
         self.assertEqual(enrolls[0]["fields"]["serial"], serial)
         self.assertEqual(enrolls[0]["fields"]["sha256"], sha)
 

@@ -201,6 +201,14 @@ class MtlsTestCase(SecdTestCase):
                 if e["id"] > after_id and e["kind"] == "decision"
                 and (endpoint is None or e["fields"].get("endpoint") == endpoint)]
 
+    def wait_decision(self, after_id, endpoint, **facts):
+        """Wait (bounded) for a decision with these facts: audit rows land a moment after the decision."""
+        def find():
+            return [f for f in self.decisions_since(after_id, endpoint)
+                    if all(f.get(k) == v for k, v in facts.items())]
+        return wait_until(find, what=f"a recorded {endpoint} decision with {facts}: "
+                                     f"{self.decisions_since(after_id)}")
+
     def assert_data_refusal_recorded(self, after_id, serial, **facts):
         """The data endpoint recorded a denial of this certificate with these facts."""
         def find():
@@ -310,9 +318,7 @@ class ClientAdmissionTest(ClientTestCase):
         self.assertIs(steps["enroll"]["ok"], False, info)
         self.assertEqual(steps["enroll"]["error"], "EACCES", info)
         self.assertNotIn("connect", steps, info)
-        self.assertIn((NOBODY_UID, self.client_sha, "deny", False),
-                      [(f.get("uid"), f.get("sha256"), f.get("verdict"), f.get("admit"))
-                       for f in self.decisions_since(after, "enroll")])
+        self.wait_decision(after, "enroll", uid=NOBODY_UID, sha256=self.client_sha, verdict="deny", admit=False)
         # Root with the very same file is let in: the uid made the difference.
         code, steps, info = self.run_client("ping")
         self.assertEqual(code, 0, info)
@@ -330,9 +336,8 @@ class ClientAdmissionTest(ClientTestCase):
         self.assertNotEqual(code, 0, info)
         self.assertIs(steps["enroll"]["ok"], False, info)
         self.assertEqual(steps["enroll"]["error"], "EACCES", info)
-        self.assertIn((0, clone, sha256_file(clone), "deny", False),
-                      [(f.get("uid"), f.get("exe"), f.get("sha256"), f.get("verdict"), f.get("admit"))
-                       for f in self.decisions_since(after, "enroll")])
+        self.wait_decision(after, "enroll", uid=0, exe=clone, sha256=sha256_file(clone), verdict="deny",
+                           admit=False)
 
     def test_stolen_certificate_used_by_another_uid_is_refused(self):
         # nobody with this binary is allowed too: only the certificate's uid
@@ -413,11 +418,9 @@ class ClientAdmissionTest(ClientTestCase):
         self.assertEqual(code, 0, info)
         self.assertGreaterEqual(self.secctl_json("status")["decisions"]["permissive"], before + 2,
                                 "enroll and data admissions are counted as permissive")
-        entries = [e for e in self.audit_entries() if e["id"] > after_id and e["kind"] == "decision"]
-        seen = {(e["fields"].get("endpoint"), e["fields"].get("verdict"), e["fields"].get("admit"))
-                for e in entries if e["fields"].get("sha256") == sha256_file(clone)}
-        self.assertIn(("enroll", "deny", True), seen, entries)
-        self.assertIn(("data", "deny", True), seen, entries)
+        clone_sha = sha256_file(clone)
+        self.wait_decision(after_id, "enroll", sha256=clone_sha, verdict="deny", admit=True)
+        self.wait_decision(after_id, "data", sha256=clone_sha, verdict="deny", admit=True)
         # Back to enforce: refused again.
         self.secctl("policy", "mode", "enforce", expect=EXIT_SUCCESS)
         code, steps, info = self.run_client("ping", exe=clone)
