@@ -42,14 +42,7 @@ tar -C "$tmp" -czf "$top/SOURCES/secd-$version.tar.gz" "secd-$version"
 spec=$tmp/secd-$version/packaging/rpm/secd.spec
 cp "$tmp/secd-$version/packaging/sysusers.d/secd.conf" "$top/SOURCES/secd.sysusers"
 
-# secmsg is left out only while secmsg/ is not in the tree.
-without=()
-if [ ! -e "$tmp/secd-$version/secmsg/CMakeLists.txt" ]; then
-        echo "$me: secmsg/ is not in the tree yet: building --without secmsg"
-        without=(--without secmsg)
-fi
-
-if ! rpmbuild -bb --nodeps "${without[@]}" \
+if ! rpmbuild -bb --nodeps \
         --define "_topdir $top" \
         --define "_smp_mflags -j$(nproc)" \
         "$spec" >"$tmp/rpmbuild.log" 2>&1; then
@@ -87,9 +80,7 @@ has "$secd" /usr/sbin/secd /usr/bin/secctl /etc/secd/secd.conf \
 has "$lib" "$libdir/libsecclient.so.1" "$libdir/libsecclient.so.$version"
 has "$dev" /usr/include/secclient.h "$libdir/libsecclient.so" "$libdir/pkgconfig/secclient.pc" \
         "$libdir/cmake/secclient/secclientConfig.cmake"
-if [ ${#without[@]} -eq 0 ]; then
-        has "$(pkg secmsg)" /usr/bin/secmsg
-fi
+has "$(pkg secmsg)" /usr/bin/secmsg "$(rpm --eval '%{_mandir}')/man1/secmsg.1.gz"
 rpm -qp --configfiles "$secd" 2>/dev/null | grep -qx /etc/secd/secd.conf || fail "/etc/secd/secd.conf is not %config"
 rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]' "$secd" 2>/dev/null |
         grep -qx 'drwx------ secd:secd /var/lib/secd' || fail "/var/lib/secd is not 0700 secd:secd"
