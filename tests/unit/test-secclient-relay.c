@@ -2,16 +2,30 @@
 /*
  * libsecclient's relay and key-server calls, without secd: the Ed25519 and
  * X25519 helpers against RFC 8032 and RFC 7748, argument checks, -ENOTCONN
- * without a connection, the delivered-id set that drops redeliveries, and
- * the bundle check that refuses a tampered key bundle.
+ * without a connection, the delivered-id set that drops redeliveries, the
+ * bundle check that refuses a tampered key bundle, and the calls on the
+ * wire against an in-test relay (a GnuTLS server thread with certificates
+ * made at test time) that checks REGISTER proofs against its own view of
+ * the TLS exporter.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <nettle/eddsa.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "frame.h"
 #include "relay-proto.h"
@@ -369,6 +383,670 @@ static void test_bundle_verify(void **state) {
         explicit_bzero(other_seed, sizeof other_seed);
 }
 
+/* ---------------------------------------------------------------------- */
+/* Certificates made at test time */
+
+typedef struct Pki {
+        gnutls_x509_privkey_t ca_key;
+        gnutls_x509_crt_t ca_crt;
+        char *ca_pem;
+} Pki;
+
+static char *datum_string(gnutls_datum_t *d) {
+        char *s = strndup((const char *) d->data, d->size);
+
+        assert_non_null(s);
+        gnutls_free(d->data);
+        return s;
+}
+
+static gnutls_x509_privkey_t key_new(void) {
+        gnutls_x509_privkey_t k;
+
+        assert_int_equal(gnutls_x509_privkey_init(&k), 0);
+        assert_int_equal(gnutls_x509_privkey_generate2(k, GNUTLS_PK_EDDSA_ED25519, 256, 0, NULL, 0), 0);
+        return k;
+}
+
+static void crt_common(gnutls_x509_crt_t crt, const char *cn, unsigned char serial) {
+        unsigned char s[16] = { 0x01 };
+        time_t now = time(NULL);
+
+        s[15] = serial;
+        assert_int_equal(gnutls_x509_crt_set_version(crt, 3), 0);
+        assert_int_equal(gnutls_x509_crt_set_serial(crt, s, sizeof s), 0);
+        assert_int_equal(gnutls_x509_crt_set_activation_time(crt, now - 60), 0);
+        assert_int_equal(gnutls_x509_crt_set_expiration_time(crt, now + 3600), 0);
+        assert_int_equal(gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, cn, strlen(cn)), 0);
+}
+
+static void pki_init(Pki *p) {
+        gnutls_datum_t d;
+
+        p->ca_key = key_new();
+        assert_int_equal(gnutls_x509_crt_init(&p->ca_crt), 0);
+        crt_common(p->ca_crt, "test CA", 1);
+        assert_int_equal(gnutls_x509_crt_set_key(p->ca_crt, p->ca_key), 0);
+        assert_int_equal(gnutls_x509_crt_set_basic_constraints(p->ca_crt, 1, -1), 0);
+        assert_int_equal(gnutls_x509_crt_set_key_usage(p->ca_crt, GNUTLS_KEY_KEY_CERT_SIGN), 0);
+        assert_int_equal(gnutls_x509_crt_sign2(p->ca_crt, p->ca_crt, p->ca_key, GNUTLS_DIG_SHA512, 0), 0);
+        assert_int_equal(gnutls_x509_crt_export2(p->ca_crt, GNUTLS_X509_FMT_PEM, &d), 0);
+        p->ca_pem = datum_string(&d);
+}
+
+static void pki_done(Pki *p) {
+        gnutls_x509_crt_deinit(p->ca_crt);
+        gnutls_x509_privkey_deinit(p->ca_key);
+        free(p->ca_pem);
+}
+
+/* A certificate and its key (PEM) with one key purpose. */
+static void pki_issue(Pki *p, const char *purpose, unsigned char serial, char **ret_cert, char **ret_key) {
+        gnutls_x509_privkey_t k = key_new();
+        gnutls_x509_crt_t crt;
+        gnutls_datum_t d;
+
+        assert_int_equal(gnutls_x509_crt_init(&crt), 0);
+        crt_common(crt, "test", serial);
+        assert_int_equal(gnutls_x509_crt_set_key(crt, k), 0);
+        assert_int_equal(gnutls_x509_crt_set_basic_constraints(crt, 0, -1), 0);
+        assert_int_equal(gnutls_x509_crt_set_key_usage(crt, GNUTLS_KEY_DIGITAL_SIGNATURE), 0);
+        assert_int_equal(gnutls_x509_crt_set_key_purpose_oid(crt, purpose, 1), 0);
+        assert_int_equal(gnutls_x509_crt_sign2(crt, p->ca_crt, p->ca_key, GNUTLS_DIG_SHA512, 0), 0);
+        assert_int_equal(gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &d), 0);
+        *ret_cert = datum_string(&d);
+        assert_int_equal(gnutls_x509_privkey_export2_pkcs8(k, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN, &d), 0);
+        *ret_key = datum_string(&d);
+        gnutls_x509_crt_deinit(crt);
+        gnutls_x509_privkey_deinit(k);
+}
+
+/* ---------------------------------------------------------------------- */
+/* The in-test relay: one connection at a time, state kept across connections */
+
+#define T_MESSAGES_MAX 16
+#define T_RECIPIENT_FULL 0xF0    /* SEND to a key of these bytes: ERROR QUOTA_EXCEEDED */
+#define T_RECIPIENT_SHORT 0xF1   /* SEND to a key of these bytes: a truncated SEND reply */
+
+typedef struct TMessage {
+        uint64_t id;
+        uint8_t client_msg_id[RELAY_MSG_ID_SIZE];
+        uint8_t *blob;
+        size_t size;
+} TMessage;
+
+typedef struct Relay {
+        char dir[64], path[128];
+        int listen_fd, stop_pipe[2];
+        pthread_t thread;
+        gnutls_certificate_credentials_t cred;
+
+        /* Scripted behaviour (set before the client acts). */
+        bool drop_first_after_register; /* close the first connection right after its REGISTER reply */
+        bool tamper_bundle;             /* flip a bit of spk_sig in KEYS_BUNDLE replies */
+
+        /* State (the server thread's; the test reads it once the server is idle). */
+        bool has_mailbox;
+        uint8_t mailbox[RELAY_KEY_SIZE];
+        TMessage msgs[T_MESSAGES_MAX];
+        size_t n_msgs;
+        uint64_t next_id;
+        bool has_keys;
+        RelayPublish keys;
+        int n_registers, n_bad_proofs, n_closed, n_connections;
+} Relay;
+
+static int t_send_frame(gnutls_session_t s, uint8_t type, uint32_t id, const void *p, uint32_t len) {
+        uint8_t *buf;
+        size_t size, off = 0;
+
+        if (frame_build(type, id, p, len, &buf, &size) < 0)
+                return -1;
+        while (off < size) {
+                ssize_t n = gnutls_record_send(s, buf + off, size - off);
+
+                if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
+                        continue;
+                if (n <= 0)
+                        break;
+                off += (size_t) n;
+        }
+        free(buf);
+        return off == size ? 0 : -1;
+}
+
+static void t_send_error(gnutls_session_t s, uint32_t id, uint16_t code, const char *msg) {
+        uint8_t *buf;
+        size_t size;
+
+        if (frame_build_error(id, code, msg, &buf, &size) < 0)
+                return;
+        (void) gnutls_record_send(s, buf, size);
+        free(buf);
+}
+
+/* Handle one request; false: close the connection. */
+static bool t_handle(Relay *rl, gnutls_session_t s, bool *registered, const FrameHeader *h, const uint8_t *p) {
+        uint8_t small[RELAY_BUNDLE_REPLY_MAX];
+
+        switch (h->type) {
+        case FRAME_PING:
+                return t_send_frame(s, FRAME_PONG, h->request_id, p, h->length) == 0;
+
+        case FRAME_REGISTER: {
+                uint8_t msg[RELAY_SIGNED_MAX];
+                gnutls_datum_t cb = {};
+                RelayRegister reg;
+                size_t n;
+                bool ok;
+
+                if (relay_register_parse(p, h->length, &reg) < 0) {
+                        t_send_error(s, h->request_id, FRAME_ERROR_BAD_PAYLOAD, "bad REGISTER");
+                        return true;
+                }
+                assert_int_equal(gnutls_session_channel_binding(s, GNUTLS_CB_TLS_EXPORTER, &cb), 0);
+                assert_int_equal(cb.size, RELAY_EXPORTER_SIZE);
+                n = relay_signed_register(msg, cb.data);
+                gnutls_free(cb.data);
+                ok = ed25519_sha512_verify(reg.key, n, msg, reg.proof) == 1;
+                if (!ok) {
+                        rl->n_bad_proofs++;
+                        t_send_error(s, h->request_id, FRAME_ERROR_BAD_SIGNATURE, "bad proof");
+                        return true;
+                }
+                if (rl->has_mailbox && memcmp(rl->mailbox, reg.key, RELAY_KEY_SIZE) != 0) {
+                        t_send_error(s, h->request_id, FRAME_ERROR_NOT_OWNER, "one mailbox in this test");
+                        return true;
+                }
+                small[0] = !rl->has_mailbox;
+                rl->has_mailbox = true;
+                memcpy(rl->mailbox, reg.key, RELAY_KEY_SIZE);
+                *registered = true;
+                rl->n_registers++;
+                if (t_send_frame(s, FRAME_REGISTER | FRAME_REPLY_BIT, h->request_id, small, 1) < 0)
+                        return false;
+                return !(rl->drop_first_after_register && rl->n_connections == 1);
+        }
+
+        case FRAME_SEND: {
+                RelaySendReply sr = {};
+                RelaySend snd;
+
+                if (relay_send_parse(p, h->length, &snd) < 0) {
+                        t_send_error(s, h->request_id, FRAME_ERROR_BAD_PAYLOAD, "bad SEND");
+                        return true;
+                }
+                if (snd.recipient[0] == T_RECIPIENT_FULL) {
+                        t_send_error(s, h->request_id, FRAME_ERROR_QUOTA_EXCEEDED, "mailbox full (test)");
+                        return true;
+                }
+                if (snd.recipient[0] == T_RECIPIENT_SHORT)
+                        return t_send_frame(s, FRAME_SEND | FRAME_REPLY_BIT, h->request_id, small, 8) == 0;
+                for (size_t i = 0; i < rl->n_msgs; i++)
+                        if (memcmp(rl->msgs[i].client_msg_id, snd.client_msg_id, RELAY_MSG_ID_SIZE) == 0) {
+                                sr = (RelaySendReply) { .server_id = rl->msgs[i].id, .duplicate = true };
+                                break;
+                        }
+                if (!sr.duplicate) {
+                        TMessage *m = &rl->msgs[rl->n_msgs++];
+
+                        assert_true(rl->n_msgs <= T_MESSAGES_MAX);
+                        m->id = ++rl->next_id;
+                        memcpy(m->client_msg_id, snd.client_msg_id, RELAY_MSG_ID_SIZE);
+                        m->blob = malloc(snd.blob_size);
+                        assert_non_null(m->blob);
+                        memcpy(m->blob, snd.blob, snd.blob_size);
+                        m->size = snd.blob_size;
+                        sr.server_id = m->id;
+                }
+                relay_send_reply_build(&sr, small);
+                return t_send_frame(s, FRAME_SEND | FRAME_REPLY_BIT, h->request_id, small, RELAY_SEND_REPLY_SIZE) == 0;
+        }
+
+        case FRAME_FETCH: {
+                RelayMessage out[T_MESSAGES_MAX];
+                uint8_t *reply = NULL;
+                size_t size = 0, n;
+                RelayFetch f;
+                bool ok;
+
+                if (relay_fetch_parse(p, h->length, &f) < 0) {
+                        t_send_error(s, h->request_id, FRAME_ERROR_BAD_PAYLOAD, "bad FETCH");
+                        return true;
+                }
+                if (!*registered) {
+                        t_send_error(s, h->request_id, FRAME_ERROR_NOT_REGISTERED, "register first");
+                        return true;
+                }
+                /* Everything not acknowledged, every time: at-least-once on the wire. */
+                n = MIN(rl->n_msgs, (size_t) f.max_count);
+                for (size_t i = 0; i < n; i++)
+                        out[i] = (RelayMessage) { .server_id = rl->msgs[i].id, .received_usec = 1,
+                                                  .blob = rl->msgs[i].blob, .blob_size = rl->msgs[i].size };
+                for (size_t i = 0; i < n; i++)
+                        memcpy(out[i].client_msg_id, rl->msgs[i].client_msg_id, RELAY_MSG_ID_SIZE);
+                assert_int_equal(relay_fetch_reply_build(out, n, FRAME_PAYLOAD_MAX_DEFAULT, &reply, &size), 0);
+                ok = t_send_frame(s, FRAME_FETCH | FRAME_REPLY_BIT, h->request_id, reply, (uint32_t) size) == 0;
+                free(reply);
+                return ok;
+        }
+
+        case FRAME_ACK: {
+                uint64_t *ids = NULL;
+                size_t n = 0;
+                uint16_t deleted = 0;
+
+                if (!*registered) {
+                        t_send_error(s, h->request_id, FRAME_ERROR_NOT_REGISTERED, "register first");
+                        return true;
+                }
+                if (relay_ack_parse(p, h->length, &ids, &n) < 0) {
+                        t_send_error(s, h->request_id, FRAME_ERROR_BAD_PAYLOAD, "bad ACK");
+                        return true;
+                }
+                for (size_t i = 0; i < n; i++)
+                        for (size_t j = 0; j < rl->n_msgs; j++)
+                                if (rl->msgs[j].id == ids[i]) {
+                                        free(rl->msgs[j].blob);
+                                        memmove(&rl->msgs[j], &rl->msgs[j + 1], (rl->n_msgs - j - 1) * sizeof rl->msgs[0]);
+                                        rl->n_msgs--;
+                                        deleted++;
+                                        break;
+                                }
+                free(ids);
+                relay_ack_reply_build(deleted, small);
+                return t_send_frame(s, FRAME_ACK | FRAME_REPLY_BIT, h->request_id, small, RELAY_ACK_REPLY_SIZE) == 0;
+        }
+
+        case FRAME_KEYS_PUBLISH: {
+                uint8_t msg[RELAY_SIGNED_MAX];
+                RelayPublish *pub = calloc(1, sizeof *pub);
+                size_t n;
+                bool ok;
+
+                assert_non_null(pub);
+                if (!*registered) {
+                        free(pub);
+                        t_send_error(s, h->request_id, FRAME_ERROR_NOT_REGISTERED, "register first");
+                        return true;
+                }
+                if (relay_publish_parse(p, h->length, pub) < 0) {
+                        free(pub);
+                        t_send_error(s, h->request_id, FRAME_ERROR_BAD_PAYLOAD, "bad KEYS_PUBLISH");
+                        return true;
+                }
+                n = relay_signed_identity_dh(msg, pub->identity_dh);
+                ok = ed25519_sha512_verify(rl->mailbox, n, msg, pub->identity_dh_sig) == 1;
+                n = relay_signed_prekey(msg, pub->spk_id, pub->spk);
+                ok = ok && ed25519_sha512_verify(rl->mailbox, n, msg, pub->spk_sig) == 1;
+                if (!ok) {
+                        free(pub);
+                        t_send_error(s, h->request_id, FRAME_ERROR_BAD_SIGNATURE, "bad key signature");
+                        return true;
+                }
+                rl->keys = *pub;
+                rl->has_keys = true;
+                free(pub);
+                relay_publish_reply_build((uint16_t) rl->keys.n_otks, small);
+                return t_send_frame(s, FRAME_KEYS_PUBLISH | FRAME_REPLY_BIT, h->request_id, small,
+                                    RELAY_PUBLISH_REPLY_SIZE) == 0;
+        }
+
+        case FRAME_KEYS_BUNDLE: {
+                RelayBundle b = {};
+                size_t n;
+
+                if (!rl->has_keys) {
+                        t_send_error(s, h->request_id, FRAME_ERROR_NO_KEYS, "no keys published");
+                        return true;
+                }
+                /* Whatever mailbox was asked: the client must notice a wrong one. */
+                memcpy(b.identity_key, rl->mailbox, RELAY_KEY_SIZE);
+                memcpy(b.identity_dh, rl->keys.identity_dh, RELAY_DH_KEY_SIZE);
+                memcpy(b.identity_dh_sig, rl->keys.identity_dh_sig, RELAY_SIGNATURE_SIZE);
+                b.spk_id = rl->keys.spk_id;
+                memcpy(b.spk, rl->keys.spk, RELAY_DH_KEY_SIZE);
+                memcpy(b.spk_sig, rl->keys.spk_sig, RELAY_SIGNATURE_SIZE);
+                if (rl->keys.n_otks > 0) {
+                        b.has_otk = true;
+                        b.otk = rl->keys.otks[--rl->keys.n_otks];
+                }
+                if (rl->tamper_bundle)
+                        b.spk_sig[10] ^= 0x04;
+                n = relay_bundle_build(&b, small);
+                return t_send_frame(s, FRAME_KEYS_BUNDLE | FRAME_REPLY_BIT, h->request_id, small, (uint32_t) n) == 0;
+        }
+
+        case FRAME_KEYS_COUNT:
+                if (!*registered) {
+                        t_send_error(s, h->request_id, FRAME_ERROR_NOT_REGISTERED, "register first");
+                        return true;
+                }
+                relay_count_reply_build((uint32_t) rl->keys.n_otks, small);
+                return t_send_frame(s, FRAME_KEYS_COUNT | FRAME_REPLY_BIT, h->request_id, small,
+                                    RELAY_COUNT_REPLY_SIZE) == 0;
+
+        default:
+                t_send_error(s, h->request_id, FRAME_ERROR_UNKNOWN_TYPE, "unknown type");
+                return true;
+        }
+}
+
+static void t_serve(Relay *rl, int fd) {
+        FrameReader *reader = NULL;
+        bool registered = false, open = true;
+        gnutls_session_t s;
+        uint8_t buf[16384];
+        int g;
+
+        assert_int_equal(gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NO_SIGNAL), 0);
+        assert_int_equal(gnutls_priority_set_direct(s, "NORMAL:-VERS-ALL:+VERS-TLS1.3", NULL), 0);
+        assert_int_equal(gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, rl->cred), 0);
+        gnutls_certificate_server_set_request(s, GNUTLS_CERT_REQUIRE);
+        gnutls_transport_set_int(s, fd);
+        gnutls_handshake_set_timeout(s, 5000);
+        gnutls_record_set_timeout(s, 5000);
+        do
+                g = gnutls_handshake(s);
+        while (g < 0 && !gnutls_error_is_fatal(g));
+        if (g < 0)
+                goto out;
+        rl->n_connections++;
+
+        assert_int_equal(frame_reader_new(FRAME_PAYLOAD_MAX_DEFAULT, &reader), 0);
+        while (open) {
+                ssize_t n = gnutls_record_recv(s, buf, sizeof buf);
+                size_t off = 0;
+
+                if (n <= 0)
+                        break;
+                while (open && off < (size_t) n) {
+                        const uint8_t *payload;
+                        FrameHeader h;
+                        size_t used;
+                        int r = frame_reader_feed(reader, buf + off, (size_t) n - off, &used);
+
+                        off += used;
+                        if (r < 0)
+                                open = false;
+                        if (r <= 0)
+                                continue;
+                        frame_reader_frame(reader, &h, &payload);
+                        open = t_handle(rl, s, &registered, &h, payload);
+                        frame_reader_reset(reader);
+                }
+        }
+out:
+        frame_reader_free(reader);
+        gnutls_deinit(s);
+}
+
+static void *t_run(void *userdata) {
+        Relay *rl = userdata;
+
+        for (unsigned i = 0; i < 32; i++) {
+                struct pollfd p[2] = { { .fd = rl->listen_fd, .events = POLLIN },
+                                       { .fd = rl->stop_pipe[0], .events = POLLIN } };
+                int fd;
+
+                if (poll(p, 2, 10000) <= 0 || (p[1].revents & POLLIN))
+                        break;
+                fd = accept4(rl->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+                if (fd < 0)
+                        break;
+                t_serve(rl, fd);
+                close(fd);
+                __atomic_add_fetch(&rl->n_closed, 1, __ATOMIC_SEQ_CST);
+        }
+        return NULL;
+}
+
+static void relay_start(Relay *rl, Pki *pki) {
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        gnutls_datum_t ca = { (unsigned char *) pki->ca_pem, (unsigned) strlen(pki->ca_pem) };
+        char *cert, *key;
+
+        pki_issue(pki, GNUTLS_KP_TLS_WWW_SERVER, 2, &cert, &key);
+        gnutls_datum_t cd = { (unsigned char *) cert, (unsigned) strlen(cert) };
+        gnutls_datum_t kd = { (unsigned char *) key, (unsigned) strlen(key) };
+
+        strcpy(rl->dir, "/tmp/test-secclient-relay-XXXXXX");
+        assert_non_null(mkdtemp(rl->dir));
+        snprintf(rl->path, sizeof rl->path, "%s/secd.sock", rl->dir);
+        assert_int_equal(gnutls_certificate_allocate_credentials(&rl->cred), 0);
+        assert_true(gnutls_certificate_set_x509_trust_mem(rl->cred, &ca, GNUTLS_X509_FMT_PEM) > 0);
+        assert_int_equal(gnutls_certificate_set_x509_key_mem(rl->cred, &cd, &kd, GNUTLS_X509_FMT_PEM), 0);
+        free(cert);
+        free(key);
+
+        rl->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(rl->listen_fd >= 0);
+        strcpy(sa.sun_path, rl->path);
+        assert_int_equal(bind(rl->listen_fd, (struct sockaddr *) &sa, sizeof sa), 0);
+        assert_int_equal(listen(rl->listen_fd, 8), 0);
+        assert_int_equal(pipe2(rl->stop_pipe, O_CLOEXEC), 0);
+        assert_int_equal(pthread_create(&rl->thread, NULL, t_run, rl), 0);
+}
+
+static void relay_stop(Relay *rl) {
+        assert_int_equal(write(rl->stop_pipe[1], "x", 1), 1);
+        assert_int_equal(pthread_join(rl->thread, NULL), 0);
+        close(rl->stop_pipe[0]);
+        close(rl->stop_pipe[1]);
+        close(rl->listen_fd);
+        unlink(rl->path);
+        rmdir(rl->dir);
+        gnutls_certificate_free_credentials(rl->cred);
+        for (size_t i = 0; i < rl->n_msgs; i++)
+                free(rl->msgs[i].blob);
+}
+
+static secclient *relay_client(Relay *rl, Pki *pki, unsigned char serial) {
+        secclient *c = NULL;
+        char *cert, *key;
+
+        pki_issue(pki, GNUTLS_KP_TLS_WWW_CLIENT, serial, &cert, &key);
+        assert_int_equal(secclient_new(&c), 0);
+        assert_int_equal(secclient_set_endpoint(c, rl->path), 0);
+        assert_int_equal(secclient_set_timeout(c, 5000), 0);
+        assert_int_equal(secclient_load_credentials(c, pki->ca_pem, cert, key), 0);
+        free(cert);
+        explicit_bzero(key, strlen(key));
+        free(key);
+        assert_int_equal(secclient_connect(c), 0);
+        return c;
+}
+
+static void test_wire_messages(void **state) {
+        uint8_t seed[32], other_seed[32], me[32], other[32], id1[16] = { 1 }, full[32], short_reply[32];
+        uint64_t sid1 = 0, sid2 = 0, sid = 0;
+        secclient_message *m = NULL;
+        secclient *c, *c2;
+        int created = -1, dup = -1;
+        unsigned deleted = 99;
+        size_t n = 99;
+        Relay rl = {};
+        Pki pki;
+
+        pki_init(&pki);
+        relay_start(&rl, &pki);
+        assert_int_equal(secclient_identity_generate(seed, me), 0);
+        assert_int_equal(secclient_identity_generate(other_seed, other), 0);
+        c = relay_client(&rl, &pki, 10);
+
+        /* Not registered yet: secd's NOT_REGISTERED is -ENOTCONN. */
+        assert_int_equal(secclient_relay_fetch(c, 10, 0, 0, &m, &n), -ENOTCONN);
+        assert_string_equal(secclient_last_error(c), "register first");
+
+        /* The proof verifies against the server's own view of the TLS exporter. */
+        assert_int_equal(secclient_register(c, seed, &created), 0);
+        assert_int_equal(created, 1);
+        assert_int_equal(secclient_register(c, seed, &created), 0);
+        assert_int_equal(created, 0);
+        /* One mailbox per connection. */
+        assert_int_equal(secclient_register(c, other_seed, NULL), -EEXIST);
+        assert_int_equal(rl.n_bad_proofs, 0);
+
+        assert_int_equal(secclient_relay_send(c, me, id1, "one", 3, &sid1, &dup), 0);
+        assert_int_equal(dup, 0);
+        assert_int_equal(secclient_relay_send(c, me, id1, "one", 3, &sid, &dup), 0);
+        assert_int_equal(dup, 1);
+        assert_int_equal(sid, sid1);
+        assert_int_equal(secclient_relay_send(c, me, NULL, "two!", 4, &sid2, &dup), 0);
+        assert_true(sid2 > sid1);
+
+        memset(full, T_RECIPIENT_FULL, sizeof full);
+        assert_int_equal(secclient_relay_send(c, full, NULL, "x", 1, &sid, NULL), -EDQUOT);
+        assert_string_equal(secclient_last_error(c), "mailbox full (test)");
+        memset(short_reply, T_RECIPIENT_SHORT, sizeof short_reply);
+        assert_int_equal(secclient_relay_send(c, short_reply, NULL, "x", 1, &sid, NULL), -EBADMSG);
+
+        assert_int_equal(secclient_relay_fetch(c, 10, 0, 0, &m, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(m[0].id, sid1);
+        assert_int_equal(m[0].len, 3);
+        assert_memory_equal(m[0].data, "one", 3);
+        assert_memory_equal(m[0].client_msg_id, id1, 16);
+        assert_int_equal(m[1].id, sid2);
+        assert_memory_equal(m[1].data, "two!", 4);
+        secclient_messages_free(m, n);
+
+        /* Redelivered by the relay (not acknowledged): dropped by the library. */
+        m = (void *) 1;
+        assert_int_equal(secclient_relay_fetch(c, 10, 0, 0, &m, &n), 0);
+        assert_int_equal(n, 0);
+        assert_null(m);
+
+        assert_int_equal(secclient_relay_ack(c, &sid1, 1, &deleted), 0);
+        assert_int_equal(deleted, 1);
+        assert_int_equal(secclient_relay_fetch(c, 10, 0, 0, &m, &n), 0);
+        assert_int_equal(n, 0); /* sid2 is still delivered-and-pending */
+
+        /* A new message after the acknowledged ones arrives once. */
+        assert_int_equal(secclient_relay_send(c, me, NULL, "three", 5, &sid, NULL), 0);
+        assert_int_equal(secclient_relay_fetch(c, 10, 0, 0, &m, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(m[0].id, sid);
+        secclient_messages_free(m, n);
+        assert_int_equal(secclient_relay_ack(c, &sid, 1, &deleted), 0);
+
+        /* Another consumer handle has seen nothing: it gets what is pending again. */
+        secclient_free(c);
+        c2 = relay_client(&rl, &pki, 11);
+        assert_int_equal(secclient_register(c2, seed, &created), 0);
+        assert_int_equal(created, 0);
+        assert_int_equal(secclient_relay_fetch(c2, 10, 0, 0, &m, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(m[0].id, sid2);
+        secclient_messages_free(m, n);
+        secclient_free(c2);
+
+        relay_stop(&rl);
+        pki_done(&pki);
+        explicit_bzero(seed, sizeof seed);
+        explicit_bzero(other_seed, sizeof other_seed);
+}
+
+static void test_wire_reconnect_registers_again(void **state) {
+        uint8_t seed[32], me[32];
+        secclient_message *m = NULL;
+        uint64_t sid = 0;
+        Relay rl = { .drop_first_after_register = true };
+        size_t n = 0;
+        secclient *c;
+        Pki pki;
+
+        pki_init(&pki);
+        relay_start(&rl, &pki);
+        assert_int_equal(secclient_identity_generate(seed, me), 0);
+        c = relay_client(&rl, &pki, 12);
+        assert_int_equal(secclient_register(c, seed, NULL), 0);
+        explicit_bzero(seed, sizeof seed); /* the library keeps its own copy */
+
+        /* The relay hung up after the REGISTER reply; wait until it did. */
+        for (unsigned i = 0; i < 500 && __atomic_load_n(&rl.n_closed, __ATOMIC_SEQ_CST) < 1; i++)
+                usleep(10000);
+        assert_int_equal(__atomic_load_n(&rl.n_closed, __ATOMIC_SEQ_CST), 1);
+
+        /* The next call reconnects and proves the mailbox on the new session before it goes on. */
+        assert_int_equal(secclient_relay_send(c, me, NULL, "after", 5, &sid, NULL), 0);
+        assert_int_equal(secclient_relay_fetch(c, 10, 0, 0, &m, &n), 0);
+        assert_int_equal(n, 1);
+        assert_memory_equal(m[0].data, "after", 5);
+        secclient_messages_free(m, n);
+        secclient_free(c);
+
+        relay_stop(&rl);
+        assert_int_equal(rl.n_connections, 2);
+        assert_int_equal(rl.n_registers, 2);
+        assert_int_equal(rl.n_bad_proofs, 0);
+        pki_done(&pki);
+}
+
+static void test_wire_keys(void **state) {
+        uint8_t seed[32], me[32], other_seed[32], other[32], dh_priv[32], dh[32], spk_priv[32], spk[32];
+        secclient_prekey otk[3];
+        secclient_bundle b;
+        unsigned stored = 0, count = 0;
+        Relay rl = {};
+        secclient *c;
+        Pki pki;
+
+        pki_init(&pki);
+        relay_start(&rl, &pki);
+        assert_int_equal(secclient_identity_generate(seed, me), 0);
+        assert_int_equal(secclient_identity_generate(other_seed, other), 0);
+        assert_int_equal(secclient_x25519_generate(dh_priv, dh), 0);
+        assert_int_equal(secclient_x25519_generate(spk_priv, spk), 0);
+        for (unsigned i = 0; i < ELEMENTSOF(otk); i++) {
+                uint8_t priv[32];
+
+                otk[i].id = 100 + i;
+                assert_int_equal(secclient_x25519_generate(priv, otk[i].public_key), 0);
+                explicit_bzero(priv, sizeof priv);
+        }
+        c = relay_client(&rl, &pki, 13);
+
+        /* No keys yet: NO_KEYS is -ENODATA. Publishing needs a registered seed. */
+        assert_int_equal(secclient_keys_bundle(c, me, &b), -ENODATA);
+        assert_int_equal(secclient_keys_publish(c, dh, 1, spk, otk, 3, &stored), -ENOTCONN);
+
+        assert_int_equal(secclient_register(c, seed, NULL), 0);
+        assert_int_equal(secclient_keys_publish(c, dh, 7, spk, otk, 3, &stored), 0);
+        assert_int_equal(stored, 3);
+        assert_int_equal(secclient_keys_count(c, &count), 0);
+        assert_int_equal(count, 3);
+
+        assert_int_equal(secclient_keys_bundle(c, me, &b), 0);
+        assert_memory_equal(b.identity_key, me, 32);
+        assert_memory_equal(b.identity_dh, dh, 32);
+        assert_int_equal(b.signed_prekey_id, 7);
+        assert_memory_equal(b.signed_prekey, spk, 32);
+        assert_true(b.has_one_time);
+        assert_int_equal(b.one_time.id, 102);
+        assert_memory_equal(b.one_time.public_key, otk[2].public_key, 32);
+        assert_int_equal(secclient_keys_count(c, &count), 0);
+        assert_int_equal(count, 2);
+
+        /* The relay answers with this mailbox's bundle when another was asked: refused. */
+        assert_int_equal(secclient_keys_bundle(c, other, &b), -EBADMSG);
+        /* A signature that does not verify: refused. */
+        rl.tamper_bundle = true;
+        assert_int_equal(secclient_keys_bundle(c, me, &b), -EBADMSG);
+        assert_non_null(secclient_last_error(c));
+        rl.tamper_bundle = false;
+        assert_int_equal(secclient_keys_bundle(c, me, &b), 0);
+        assert_false(b.has_one_time); /* the three are gone */
+
+        secclient_free(c);
+        relay_stop(&rl);
+        pki_done(&pki);
+        explicit_bzero(seed, sizeof seed);
+        explicit_bzero(other_seed, sizeof other_seed);
+        explicit_bzero(dh_priv, sizeof dh_priv);
+        explicit_bzero(spk_priv, sizeof spk_priv);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_ed25519_rfc8032_test1),
@@ -379,6 +1057,9 @@ int main(void) {
                 cmocka_unit_test(test_error_codes),
                 cmocka_unit_test(test_seen_set),
                 cmocka_unit_test(test_bundle_verify),
+                cmocka_unit_test(test_wire_messages),
+                cmocka_unit_test(test_wire_reconnect_registers_again),
+                cmocka_unit_test(test_wire_keys),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
