@@ -80,13 +80,15 @@ has "$secd" /usr/sbin/secd /usr/bin/secctl /etc/secd/secd.conf \
 has "$lib" "$libdir/libsecclient.so.1" "$libdir/libsecclient.so.$version"
 has "$dev" /usr/include/secclient.h "$libdir/libsecclient.so" "$libdir/pkgconfig/secclient.pc" \
         "$libdir/cmake/secclient/secclientConfig.cmake"
-has "$(pkg secmsg)" /usr/bin/secmsg "$(rpm --eval '%{_mandir}')/man1/secmsg.1.gz"
+secmsg_rpm=$(pkg secmsg)
+has "$secmsg_rpm" /usr/bin/secmsg
+rpm -qpl "$secmsg_rpm" 2>/dev/null | grep -q "/man1/secmsg\.1" || fail "secmsg lacks secmsg(1)"
 rpm -qp --configfiles "$secd" 2>/dev/null | grep -qx /etc/secd/secd.conf || fail "/etc/secd/secd.conf is not %config"
 rpm -qp --qf '[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILENAMES}\n]' "$secd" 2>/dev/null |
         grep -qx 'drwx------ secd:secd /var/lib/secd' || fail "/var/lib/secd is not 0700 secd:secd"
 scripts=$(rpm -qp --scripts "$secd" 2>/dev/null)
 for want in 'systemd-sysusers' 'systemd-tmpfiles --create' 'preset secd.socket' 'try-restart secd.service'; do
-        printf '%s\n' "$scripts" | grep -q -- "$want" || fail "secd's scriptlets lack '$want'"
+        printf '%s\n' "$scripts" | grep -q -- "$want" || { printf '%s\n' "$scripts" >&2; fail "secd's scriptlets lack '$want'"; }
 done
 [ "$(rpm -qp --qf '%{SIZE}' "$lib")" -gt 0 ] || fail "libsecclient is empty"
 
