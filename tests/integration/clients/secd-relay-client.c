@@ -41,11 +41,12 @@
  *                                      FIELD one of none (valid), identity_dh_sig, spk_sig,
  *                                      identity_dh, spk, spk_id, signer (another key), domain
  *                                      (signed without the domain string); sent raw
- *   crash-send KEY N SIZE SENDER LOG DEADLINE_MS
+ *   crash-send KEY N SIZE SENDER LOG DEADLINE_MS [STOPFILE]
  *                                      N messages with client ids "CRSH"||SENDER u32||i u64,
  *                                      each retried (same id) across secd's deaths until
  *                                      acknowledged; then "CIDHEX SERVERID DUP" is appended
- *                                      to LOG and fsync'd
+ *                                      to LOG and fsync'd. No new message once STOPFILE
+ *                                      exists or DEADLINE_MS passed
  *   sleep MS
  *
  * Raw TLS connections made here with the same credentials (gnutls), for
@@ -56,7 +57,8 @@
  *                                      REGISTER for SEED's key on K, the proof signed by
  *                                      SIGNER (default SEED) over connection EXPK's
  *                                      exporter (default K) with the domain string
- *                                      (DOMAIN "nodomain": without)
+ *                                      (DOMAIN "nodomain": without); prints the payload
+ *                                      sent, so a test can replay its bytes
  *   tls-raw K TYPE DATA                one frame on K, its reply
  *   tls-close K
  *
@@ -1178,6 +1180,8 @@ static int cmd_crash_send(Tool *t, json_object *o, char **args, unsigned n) {
         json_object_object_add(o, "errors", errors);
         int r = 0;
         for (uint64_t i = 0; i < count && r >= 0; i++) {
+                if (now_ms() >= deadline || (n > 6 && access(args[6], F_OK) == 0))
+                        break;
                 memcpy(cid, "CRSH", 4);
                 put_be32(cid + 4, (uint32_t) sender);
                 put_be64(cid + 8, i);
@@ -1290,6 +1294,7 @@ static int cmd_tls_register(Tool *t, json_object *o, char **args, unsigned n) {
                 memcpy(payload, pub, 32);
                 ed25519_sign(signer, msg, d + 32, payload + 32);
                 add_hex(o, "key", pub, 32);
+                add_hex(o, "sent", payload, sizeof payload);
         }
         explicit_bzero(seed, sizeof seed);
         explicit_bzero(signer, sizeof signer);
@@ -1343,7 +1348,7 @@ static const Command commands[] = {
         { "bundles", 3, 3, cmd_bundles },
         { "count", 0, 0, cmd_count },
         { "raw", 2, 2, cmd_raw },
-        { "crash-send", 6, 6, cmd_crash_send },
+        { "crash-send", 6, 7, cmd_crash_send },
         { "tls-open", 0, 0, cmd_tls_open },
         { "tls-close", 1, 1, cmd_tls_close },
         { "tls-exporter", 1, 1, cmd_tls_exporter },

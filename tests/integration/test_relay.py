@@ -1,0 +1,535 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""The relay with real processes (issue 5): secd, secctl and secd-relay-client.
+
+Two identities exchange messages in order and an ACK removes them; a
+REGISTER proof signed by another key, without the domain string, computed
+for another TLS session or replayed byte for byte from one is refused; a
+second uid cannot take or read someone's mailbox; one consumer at a time;
+quotas, rate limits and TTL expiry answer with their errors and lose
+nothing; a resend is stored once; FETCH long-polls; malformed payloads of
+every relay frame get BAD_PAYLOAD on a connection that keeps serving;
+`secctl relay stats` tells the truth; and all of it under
+systemd-socket-activate too.
+
+secd-relay-client prints one JSON line per command: library calls report
+errno names (libsecclient's mapping: NOT_OWNER -EPERM, MAILBOX_BUSY -EBUSY,
+QUOTA_EXCEEDED -EDQUOT, RATE_LIMITED -EAGAIN, NOT_REGISTERED -ENOTCONN,
+ALREADY_REGISTERED -EEXIST), raw frames the exact ERROR code.
+"""
+
+import os
+import sqlite3
+import struct
+import time
+import unittest
+
+from secdtest import NOBODY_UID, Secd, wait_until
+import mtlstest as mt
+from mtlstest import (ACK, ERR_ALREADY_REGISTERED, ERR_BAD_PAYLOAD, ERR_BAD_SIGNATURE, ERR_MAILBOX_BUSY,
+                      ERR_MESSAGE_TOO_LARGE, ERR_NO_SUCH_MAILBOX, ERR_NOT_OWNER, ERR_NOT_REGISTERED,
+                      ERR_QUOTA_EXCEEDED, ERR_RATE_LIMITED, FETCH, KEYS_COUNT, KEYS_PUBLISH, PING,
+                      REGISTER, SEND, RelayTestCase)
+
+
+def cid(n, tag=b"T"):
+    return (tag * 8)[:8] + struct.pack(">Q", n)
+
+
+def send_payload(to_hex, client_id, blob):
+    return bytes.fromhex(to_hex) + client_id + blob
+
+
+def fetch_payload(max_count=100, max_bytes=1 << 20, wait_ms=0):
+    return struct.pack(">HII", max_count, max_bytes, wait_ms)
+
+
+def ack_payload(ids):
+    return struct.pack(">H", len(ids)) + b"".join(struct.pack(">Q", i) for i in ids)
+
+
+def blob_of(m):
+    """A fetched message's bytes (inline up to 256 bytes) or None."""
+    return bytes.fromhex(m["data"]) if "data" in m else None
+
+
+def same_bytes(m, data):
+    import hashlib
+    return m["len"] == len(data) and m["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+class RelayExchangeTest(RelayTestCase):
+
+    def test_two_identities_exchange_messages_in_order_and_ack_removes_them(self):
+        alice, bob = self.identity("alice"), self.identity("bob")
+        a, b, c = self.tool(name="alice"), self.tool(name="bob"), self.tool(name="carol")
+        out = a.cmd(f"register {alice.arg}", ok=True)
+        self.assertEqual((out["key"], out["created"]), (alice.hex, True))
+        self.assertEqual(b.cmd(f"register {bob.arg}", ok=True)["created"], True)
+
+        # alice -> bob, with carol's message in between: bob sees arrival order.
+        to_bob = [(a, cid(1, b"A"), b"hello bob"), (c, cid(1, b"C"), b"from carol"),
+                  (a, cid(2, b"A"), mt.fill_pattern(5000)), (a, cid(3, b"A"), b"\x00\xffthird")]
+        sids = []
+        for tool, i, data in to_bob:
+            out = tool.cmd(f"send {bob.hex} {i.hex()} {data.hex()}", ok=True)
+            self.assertFalse(out["duplicate"], out)
+            sids.append(out["server_id"])
+        self.assertEqual(sids, sorted(set(sids)), "server ids do not grow with arrival")
+        to_alice = [cid(1, b"B"), cid(2, b"B")]
+        for i in to_alice:
+            b.cmd(f"send {alice.hex} {i.hex()} {i.hex()}", ok=True)
+
+        got = b.cmd("fetch 100 0 0", ok=True)["messages"]
+        self.assertEqual([(m["id"], m["cid"]) for m in got], [(s, i.hex()) for s, (_, i, _) in zip(sids, to_bob)])
+        for m, (_, _, data) in zip(got, to_bob):
+            self.assertTrue(same_bytes(m, data), f"message {m['id']} changed in transit: {m}")
+        now = time.time() * 1e6
+        for m in got:
+            self.assertLess(abs(m["received_usec"] - now), 120e6, f"received_usec is not CLOCK_REALTIME: {m}")
+        got_a = a.cmd("fetch 100 0 0", ok=True)["messages"]
+        self.assertEqual([(m["cid"], blob_of(m)) for m in got_a], [(i.hex(), i) for i in to_alice])
+
+        # bob acknowledges; alice does not.
+        out = b.cmd("ack " + " ".join(str(m["id"]) for m in got), ok=True)
+        self.assertEqual(out["deleted"], len(got))
+        self.assertEqual(b.cmd(f"ack {got[0]['id']}", ok=True)["deleted"], 0, "an id deleted twice")
+        for t in (a, b, c):
+            self.assertEqual(t.close(), 0)
+
+        # Fresh connections: bob's mailbox is empty, alice's still holds both (at-least-once).
+        b2, a2 = self.tool(name="bob2"), self.tool(name="alice2")
+        self.assertEqual(b2.cmd(f"register {bob.arg}", ok=True)["created"], False)
+        self.assertEqual(b2.cmd("fetch 100 0 0", ok=True)["messages"], [])
+        a2.cmd(f"register {alice.arg}", ok=True)
+        again = a2.cmd("fetch 100 0 0", ok=True)["messages"]
+        self.assertEqual([m["id"] for m in again], [m["id"] for m in got_a])
+
+    def test_send_to_unknown_mailbox_and_oversize_blob_are_refused(self):
+        t = self.tool()
+        bob = self.identity("bob")
+        t.cmd(f"register {bob.arg}", ok=True)
+        nobody_home = self.identity("unregistered")
+        out = t.cmd(f"raw {SEND} {send_payload(nobody_home.hex, cid(1), b'x').hex()}")
+        self.assert_code(out, ERR_NO_SUCH_MAILBOX, "SEND to a key nobody registered")
+        self.assertEqual(t.cmd(f"send {nobody_home.hex} - 78")["error"], "ENXIO")
+        # relay_message_max defaults to 96 KiB: one byte more is refused, exactly that is stored.
+        out = t.cmd(f"raw {SEND} {send_payload(bob.hex, cid(2), b'').hex()},fill:{96 * 1024 + 1}")
+        self.assert_code(out, ERR_MESSAGE_TOO_LARGE, "a 96 KiB + 1 blob")
+        self.assertEqual(t.cmd(f"send {bob.hex} - fill:{96 * 1024 + 1}")["error"], "EMSGSIZE")
+        t.cmd(f"send {bob.hex} - fill:{96 * 1024}", ok=True)
+        got = t.cmd("fetch 100 0 0", ok=True)["messages"]
+        self.assertEqual([m["len"] for m in got], [96 * 1024])
+        self.assertTrue(same_bytes(got[0], mt.fill_pattern(96 * 1024)))
+
+    def test_resend_with_the_same_client_id_is_stored_once(self):
+        self.allow_nobody()
+        bob = self.identity("bob")
+        t, other = self.tool(), self.tool(uid=NOBODY_UID, name="nobody")
+        t.cmd(f"register {bob.arg}", ok=True)
+        i = cid(42, b"R")
+        first = t.cmd(f"send {bob.hex} {i.hex()} 6f6e65", ok=True)
+        self.assertFalse(first["duplicate"])
+        again = t.cmd(f"send {bob.hex} {i.hex()} 6f6e65", ok=True)
+        self.assertEqual((again["server_id"], again["duplicate"]), (first["server_id"], True))
+        # Raw: the reply carries the same id and the duplicate flag.
+        out = t.cmd(f"raw {SEND} {send_payload(bob.hex, i, b'one').hex()}")
+        self.assertEqual(self.assert_reply(out, SEND), struct.pack(">QB", first["server_id"], 1))
+        # Another sender's message with the same client id is its own message.
+        theirs = other.cmd(f"send {bob.hex} {i.hex()} 74776f", ok=True)
+        self.assertFalse(theirs["duplicate"])
+        self.assertNotEqual(theirs["server_id"], first["server_id"])
+
+        got = t.cmd("fetch 100 0 0", ok=True)["messages"]
+        self.assertEqual([(m["id"], blob_of(m)) for m in got],
+                         [(first["server_id"], b"one"), (theirs["server_id"], b"two")])
+        t.cmd(f"ack {first['server_id']}", ok=True)
+        # After the ack: still the same id, still not stored again.
+        after = t.cmd(f"send {bob.hex} {i.hex()} 6f6e65", ok=True)
+        self.assertEqual((after["server_id"], after["duplicate"]), (first["server_id"], True))
+        t.close()
+        fresh = self.tool(name="fresh")
+        fresh.cmd(f"register {bob.arg}", ok=True)
+        self.assertEqual([m["id"] for m in fresh.cmd("fetch 100 0 0", ok=True)["messages"]],
+                         [theirs["server_id"]])
+
+    def test_fetch_long_poll_wakes_on_send_and_times_out_empty(self):
+        bob = self.identity("bob")
+        waiter, sender = self.tool(name="waiter"), self.tool(name="sender")
+        waiter.cmd(f"register {bob.arg}", ok=True)
+        # Nothing pending: the FETCH waits its time and comes back empty.
+        out = waiter.cmd("fetch 10 0 800", ok=True)
+        self.assertEqual(out["messages"], [])
+        self.assertGreaterEqual(out["elapsed_ms"], 700, f"FETCH did not wait: {out}")
+        self.assertLess(out["elapsed_ms"], 8000, out)
+        # A send while it waits wakes it long before its timeout.
+        waiter.write("fetch 10 0 15000")
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        sent = sender.cmd(f"send {bob.hex} - 77616b65", ok=True)
+        out = waiter.read(timeout=15)
+        woke = time.monotonic() - t0
+        self.assertTrue(out["ok"], out)
+        self.assertEqual([(m["id"], blob_of(m)) for m in out["messages"]], [(sent["server_id"], b"wake")])
+        self.assertGreaterEqual(out["elapsed_ms"], 400, f"FETCH answered before the send: {out}")
+        self.assertLess(woke, 5, f"the long poll took {woke:.1f}s to notice the message")
+
+    def test_fetch_wait_is_clamped_by_relay_fetch_wait_max(self):
+        d = self.start_secd(extra_args=("--relay-fetch-wait-max", "1s"), name="secd-clamp")
+        bob = self.identity("bob")
+        t = self.tool(d=d)
+        t.cmd(f"register {bob.arg}", ok=True)
+        out = t.cmd("fetch 10 0 20000", ok=True, timeout=15)
+        self.assertEqual(out["messages"], [])
+        self.assertGreaterEqual(out["elapsed_ms"], 900, out)
+        self.assertLess(out["elapsed_ms"], 5000, f"relay_fetch_wait_max=1s was not applied: {out}")
+
+    def test_fetch_bounds_count_and_bytes(self):
+        bob = self.identity("bob")
+        t = self.tool()
+        t.cmd(f"register {bob.arg}", ok=True)
+        ids = t.cmd(f"sendmany {bob.hex} 6 1000 4242", ok=True)["ids"]
+        # count
+        out = t.cmd(f"raw {FETCH} {fetch_payload(2, 1 << 20, 0).hex()}")
+        p = self.assert_reply(out, FETCH)
+        self.assertEqual(struct.unpack(">H", p[:2])[0], 2)
+        # bytes: the first always, then while the total stays <= max_bytes
+        for max_bytes, n in ((1, 1), (1999, 1), (2000, 2), (3500, 3)):
+            p = self.assert_reply(t.cmd(f"raw {FETCH} {fetch_payload(100, max_bytes, 0).hex()}"), FETCH)
+            self.assertEqual(struct.unpack(">H", p[:2])[0], n, f"max_bytes={max_bytes}")
+            first = struct.unpack(">Q", p[2:10])[0]
+            self.assertEqual(first, ids[0])
+        self.assertEqual(len(p), 2 + 3 * (36 + 1000))
+
+
+class RelayProofTest(RelayTestCase):
+
+    def test_foreign_key_and_replayed_proofs_are_refused(self):
+        alice, mallory = self.identity("alice"), self.identity("mallory")
+        t = self.tool(name="prover")
+        k0 = t.cmd("tls-open", ok=True)["k"]
+        k1 = t.cmd("tls-open", ok=True)["k"]
+        self.assertNotEqual(t.cmd(f"tls-exporter {k0}", ok=True)["exporter"],
+                            t.cmd(f"tls-exporter {k1}", ok=True)["exporter"])
+
+        self.assert_code(t.cmd(f"tls-register {k0} {alice.arg} {mallory.arg}"), ERR_BAD_SIGNATURE,
+                         "alice's key with mallory's signature")
+        self.assert_code(t.cmd(f"tls-register {k0} {alice.arg} - - nodomain"), ERR_BAD_SIGNATURE,
+                         "a proof without the domain-separation string")
+        self.assert_code(t.cmd(f"tls-register {k0} {alice.arg} - {k1}"), ERR_BAD_SIGNATURE,
+                         "a proof over another session's exporter")
+        # The connection lives after each refusal.
+        self.assertEqual(self.assert_reply(t.cmd(f"tls-raw {k0} {PING} 6869"), PING), b"hi")
+
+        # Control: the right proof on its own session works (and created the mailbox now,
+        # so nothing above did).
+        good = t.cmd(f"tls-register {k0} {alice.arg}")
+        self.assertEqual(self.assert_reply(good, REGISTER), b"\x01")
+        # Those exact bytes replayed on another session: refused.
+        self.assert_code(t.cmd(f"tls-raw {k1} {REGISTER} {good['sent']}"), ERR_BAD_SIGNATURE,
+                         "the working proof replayed on another connection")
+        k2 = t.cmd("tls-open", ok=True)["k"]
+        self.assert_code(t.cmd(f"tls-raw {k2} {REGISTER} {good['sent']}"), ERR_BAD_SIGNATURE,
+                         "the working proof replayed on a later connection")
+        self.assertEqual(self.assert_reply(t.cmd(f"tls-raw {k1} {PING} 6869"), PING), b"hi")
+        self.assertEqual(t.close(), 0)
+
+    def test_other_uid_cannot_take_fetch_or_ack_a_mailbox(self):
+        self.allow_nobody()
+        alice, mal = self.identity("alice"), self.identity("mallory", uid=NOBODY_UID)
+        stolen = alice.file_for(NOBODY_UID)
+        owner = self.tool(name="owner")
+        owner.cmd(f"register {alice.arg}", ok=True)
+        owner.cmd(f"send {alice.hex} {cid(1).hex()} 736563726574", ok=True)
+        # No consumer now: what answers is ownership, not MAILBOX_BUSY.
+        owner.close()
+
+        n = self.tool(uid=NOBODY_UID, name="nobody")
+        self.assertEqual(n.cmd(f"register {stolen}", ok=False)["error"], "EPERM")
+        k = n.cmd("tls-open", ok=True)["k"]
+        self.assert_code(n.cmd(f"tls-register {k} {stolen}"), ERR_NOT_OWNER, "REGISTER of root's mailbox")
+        # Unregistered: nothing of the mailbox is reachable.
+        self.assert_code(n.cmd(f"tls-raw {k} {FETCH} {fetch_payload().hex()}"), ERR_NOT_REGISTERED, "FETCH")
+        self.assert_code(n.cmd(f"tls-raw {k} {ACK} {ack_payload([1, 2, 3]).hex()}"), ERR_NOT_REGISTERED, "ACK")
+        self.assert_code(n.cmd(f"tls-raw {k} {KEYS_COUNT} -"), ERR_NOT_REGISTERED, "KEYS_COUNT")
+        self.assert_code(n.cmd(f"tls-raw {k} {KEYS_PUBLISH} {mt.publish_payload(alice).hex()}"),
+                         ERR_NOT_REGISTERED, "KEYS_PUBLISH")
+        self.assertEqual(n.cmd("fetch 10 0 0", ok=False)["error"], "ENOTCONN")
+        # Sending to it is allowed; only the owner reads it.
+        n.cmd(f"send {alice.hex} {cid(2).hex()} 6869", ok=True)
+        # nobody's own mailbox works (the uid is admitted; the refusals above were ownership).
+        self.assertEqual(n.cmd(f"register {mal.arg}", ok=True)["created"], True)
+        n.close()
+
+        owner2 = self.tool(name="owner2")
+        owner2.cmd(f"register {alice.arg}", ok=True)
+        got = owner2.cmd("fetch 100 0 0", ok=True)["messages"]
+        self.assertEqual([blob_of(m) for m in got], [b"secret", b"hi"], "the owner lost messages")
+
+    def test_one_consumer_at_a_time_and_release_on_close(self):
+        alice, bob = self.identity("alice"), self.identity("bob")
+        a, b = self.tool(name="first"), self.tool(name="second")
+        a.cmd(f"register {alice.arg}", ok=True)
+        self.assertEqual(b.cmd(f"register {alice.arg}", ok=False)["error"], "EBUSY")
+        k = b.cmd("tls-open", ok=True)["k"]
+        self.assert_code(b.cmd(f"tls-register {k} {alice.arg}"), ERR_MAILBOX_BUSY, "a second consumer")
+        # The first consumer goes away: the mailbox is free again.
+        a.cmd("disconnect", ok=True)
+
+        def takes_over():
+            out = b.cmd(f"tls-register {k} {alice.arg}")
+            if out.get("code") == ERR_MAILBOX_BUSY:
+                return None
+            return out
+        out = wait_until(takes_over, timeout=10, interval=0.05, what="the mailbox to be released")
+        self.assertEqual(self.assert_reply(out, REGISTER), b"\x00")
+        # Now the old consumer is the second one.
+        a.cmd("connect", ok=True)
+        self.assertEqual(a.cmd(f"register {alice.arg}", ok=False)["error"], "EBUSY")
+        # One mailbox per connection.
+        self.assert_code(b.cmd(f"tls-register {k} {bob.arg}"), ERR_ALREADY_REGISTERED,
+                         "a second mailbox on a registered connection")
+        self.assertEqual(b.cmd(f"tls-raw {k} {PING} 00")["type"], 0x81)
+
+
+class RelayQuotaTest(RelayTestCase):
+    secd_extra_args = ("--relay-mailbox-max-messages", "5", "--relay-mailbox-max-bytes", "1024")
+
+    def test_message_quota(self):
+        bob = self.identity("bob")
+        t = self.tool()
+        t.cmd(f"register {bob.arg}", ok=True)
+        out = t.cmd(f"sendmany {bob.hex} 6 10 5151")
+        self.assertEqual((out["ok"], out["error"], out["sent"]), (False, "EDQUOT", 5), out)
+        self.assert_code(t.cmd(f"raw {SEND} {send_payload(bob.hex, cid(99), b'x').hex()}"),
+                         ERR_QUOTA_EXCEEDED, "a sixth message")
+        got = t.cmd("fetch 100 0 0", ok=True)["messages"]
+        self.assertEqual([m["id"] for m in got], out["ids"], "accepted messages were lost")
+        for i, m in enumerate(got):
+            self.assertEqual(blob_of(m), mt.fill_pattern(10, bytes.fromhex("5151") + bytes(6) +
+                                                         struct.pack(">Q", i)))
+        # Acknowledging makes room for exactly that many.
+        t.cmd(f"ack {got[0]['id']} {got[1]['id']}", ok=True)
+        out = t.cmd(f"sendmany {bob.hex} 3 10 5252")
+        self.assertEqual((out["error"], out["sent"]), ("EDQUOT", 2), out)
+
+    def test_byte_quota(self):
+        bob = self.identity("bob")
+        t = self.tool()
+        t.cmd(f"register {bob.arg}", ok=True)
+        t.cmd(f"send {bob.hex} - fill:600", ok=True)
+        self.assertEqual(t.cmd(f"send {bob.hex} - fill:500", ok=False)["error"], "EDQUOT")
+        t.cmd(f"send {bob.hex} - fill:400", ok=True)
+        t.cmd(f"send {bob.hex} - fill:24", ok=True)       # exactly 1024 queued
+        self.assert_code(t.cmd(f"raw {SEND} {send_payload(bob.hex, cid(7), b'z').hex()}"),
+                         ERR_QUOTA_EXCEEDED, "one byte over the byte quota")
+        got = t.cmd("fetch 100 0 0", ok=True)["messages"]
+        self.assertEqual([m["len"] for m in got], [600, 400, 24])
+
+
+class RelaySendRateTest(RelayTestCase):
+    secd_extra_args = ("--relay-send-rate", "1/min", "--relay-send-burst", "3")
+
+    def test_per_sender_rate_limit(self):
+        self.allow_nobody()
+        bob = self.identity("bob")
+        t, other = self.tool(), self.tool(uid=NOBODY_UID, name="nobody")
+        t.cmd(f"register {bob.arg}", ok=True)
+        out = t.cmd(f"sendmany {bob.hex} 4 8 6161")
+        self.assertEqual((out["error"], out["sent"]), ("EAGAIN", 3), out)
+        self.assert_code(t.cmd(f"raw {SEND} {send_payload(bob.hex, cid(9), b'x').hex()}"),
+                         ERR_RATE_LIMITED, "over the sender's rate")
+        # Another sender is not limited by this one's use.
+        other.cmd(f"send {bob.hex} - 6f6b", ok=True)
+        got = t.cmd("fetch 100 0 0", ok=True)["messages"]
+        self.assertEqual(len(got), 4, f"refused sends were stored or accepted ones lost: {got}")
+
+
+class RelayRecipientRateTest(RelayTestCase):
+    secd_extra_args = ("--relay-recipient-rate", "1/min", "--relay-recipient-burst", "4")
+
+    def test_per_recipient_rate_limit(self):
+        self.allow_nobody()
+        bob, carol = self.identity("bob"), self.identity("carol")
+        t, other = self.tool(), self.tool(uid=NOBODY_UID, name="nobody")
+        t.cmd(f"register {bob.arg}", ok=True)
+        other.cmd(f"register {self.identity('c', uid=NOBODY_UID).arg}", ok=True)
+        t2 = self.tool(name="carol")
+        t2.cmd(f"register {carol.arg}", ok=True)
+        self.assertEqual(t.cmd(f"sendmany {bob.hex} 2 8 6262", ok=True)["sent"], 2)
+        self.assertEqual(other.cmd(f"sendmany {bob.hex} 2 8 6363", ok=True)["sent"], 2)
+        self.assertEqual(other.cmd(f"send {bob.hex} - 6e6f", ok=False)["error"], "EAGAIN")
+        self.assert_code(t.cmd(f"raw {SEND} {send_payload(bob.hex, cid(5), b'x').hex()}"),
+                         ERR_RATE_LIMITED, "over the recipient's rate")
+        # Another recipient is not affected.
+        t.cmd(f"send {carol.hex} - 6f6b", ok=True)
+        self.assertEqual(len(t.cmd("fetch 100 0 0", ok=True)["messages"]), 4)
+
+
+class RelayExpiryTest(RelayTestCase):
+    """relay_ttl cannot go below 60 s, so the test ages a message in the store while
+    secd is stopped; the restarted secd must stop delivering it at once and sweep it
+    (relay_sweep_interval 1 s), with the counters following."""
+
+    secd_extra_args = ("--relay-sweep-interval", "1s")
+
+    def test_expired_message_is_not_delivered_and_is_swept(self):
+        bob = self.identity("bob")
+        t = self.tool()
+        t.cmd(f"register {bob.arg}", ok=True)
+        old = t.cmd(f"send {bob.hex} {cid(1, b'E').hex()} 6f6c64", ok=True)["server_id"]
+        new = t.cmd(f"send {bob.hex} {cid(2, b'E').hex()} 6e6577", ok=True)["server_id"]
+        t.close()
+        self.assertEqual(self.relay_stats()["messages"], 2)
+        self.d.stop()
+
+        db = sqlite3.connect(self.d.db)
+        cols = [r[1] for r in db.execute("PRAGMA table_info(messages)")]
+        expiry = [c for c in cols if "expir" in c]
+        self.assertEqual(len(expiry), 1, f"no single expiry column in messages: {cols}")
+        past = int((time.time() - 3600) * 1e6)
+        with db:
+            n = db.execute(f"UPDATE messages SET {expiry[0]} = ? WHERE id = ?", (past, old)).rowcount
+        db.close()
+        self.assertEqual(n, 1, f"message {old} is not in the store's messages table")
+
+        self.d = self.secd_dev(name="secd", extra_args=("--enroll-rate-limit", "1000", *self.secd_extra_args),
+                               state_dir=self.d.state_dir, runtime_dir=self.d.runtime_dir)
+        self.open_runtime_dir(self.d)
+        t = self.tool(name="after")
+        t.cmd(f"register {bob.arg}", ok=True)
+        got = t.cmd("fetch 100 0 0", ok=True)["messages"]
+        self.assertEqual([m["id"] for m in got], [new], "an expired message was delivered")
+        wait_until(lambda: self.relay_stats()["messages"] == 1, timeout=10,
+                   what="the sweep to delete the expired message from the counters")
+        db = sqlite3.connect(self.d.db)
+        left = [r[0] for r in db.execute("SELECT id FROM messages")]
+        db.close()
+        self.assertEqual(left, [new])
+
+
+class RelayMalformedTest(RelayTestCase):
+
+    def assert_bad(self, t, ftype, payload, what, tls=None):
+        hexp = payload.hex() or "-"
+        out = t.cmd(f"tls-raw {tls} {ftype} {hexp}" if tls is not None else f"raw {ftype} {hexp}")
+        self.assert_code(out, ERR_BAD_PAYLOAD, f"{what} ({len(payload)} bytes)")
+
+    def assert_alive(self, t, tls=None):
+        out = t.cmd(f"tls-raw {tls} {PING} 6f6b" if tls is not None else f"raw {PING} 6f6b")
+        self.assertEqual((out.get("type"), out.get("payload")), (0x81, "6f6b"), f"no PONG after: {out}")
+
+    def test_malformed_and_truncated_relay_payloads(self):
+        alice, bob = self.identity("alice"), self.identity("bob")
+        t = self.tool()
+        # REGISTER on a fresh (unregistered) raw connection: every truncation, a trailing byte.
+        k = t.cmd("tls-open", ok=True)["k"]
+        good = bytes.fromhex(t.cmd(f"tls-register {k} {alice.arg}")["sent"])
+        k = t.cmd("tls-open", ok=True)["k"]
+        for n in range(len(good)):
+            self.assert_bad(t, REGISTER, good[:n], "truncated REGISTER", tls=k)
+        self.assert_bad(t, REGISTER, good + b"\x00", "REGISTER with a trailing byte", tls=k)
+        self.assert_alive(t, tls=k)
+
+        t.cmd(f"register {bob.arg}", ok=True)
+        send = send_payload(alice.hex, cid(1), b"m")
+        for n in range(len(send)):          # 0..48: the last one has an empty blob
+            self.assert_bad(t, SEND, send[:n], "truncated SEND")
+        fetch = fetch_payload(10, 1000, 0)
+        for n in range(len(fetch)):
+            self.assert_bad(t, FETCH, fetch[:n], "truncated FETCH")
+        self.assert_bad(t, FETCH, fetch + b"\x00", "FETCH with a trailing byte")
+        self.assert_bad(t, FETCH, fetch_payload(0, 1000, 0), "FETCH max_count 0")
+        self.assert_bad(t, FETCH, fetch_payload(1001, 1000, 0), "FETCH max_count 1001")
+        self.assert_bad(t, FETCH, fetch_payload(10, 0, 0), "FETCH max_bytes 0")
+        ack = ack_payload([1, 2])
+        for n in range(len(ack)):
+            self.assert_bad(t, ACK, ack[:n], "truncated ACK")
+        self.assert_bad(t, ACK, ack + b"\x00", "ACK with a trailing byte")
+        self.assert_bad(t, ACK, struct.pack(">H", 0), "ACK of no ids")
+        self.assert_bad(t, ACK, struct.pack(">H", 1001) + bytes(8 * 1001), "ACK of 1001 ids")
+        self.assert_bad(t, ACK, struct.pack(">H", 3) + bytes(16), "ACK count 3 with 2 ids")
+        self.assert_alive(t)
+        # Nothing of the above was stored or deleted: a well-formed exchange still works.
+        out = t.cmd(f"raw {SEND} {send_payload(bob.hex, cid(2), b'ok').hex()}")
+        sid = struct.unpack(">Q", self.assert_reply(out, SEND)[:8])[0]
+        got = t.cmd("fetch 10 0 0", ok=True)["messages"]
+        self.assertEqual([(m["id"], blob_of(m)) for m in got], [(sid, b"ok")])
+        self.assertTrue(self.d.alive())
+
+
+class RelayStatsTest(RelayTestCase):
+
+    def test_secctl_relay_stats_reflect_the_store(self):
+        before = self.relay_stats()
+        for key in ("mailboxes", "messages", "bytes"):
+            self.assertIn(key, before, before)
+        self.assertEqual((before["mailboxes"], before["messages"], before["bytes"]), (0, 0, 0))
+        alice, bob = self.identity("alice"), self.identity("bob")
+        t = self.tool()
+        t.cmd(f"register {alice.arg}", ok=True)
+        u = self.tool(name="bob")
+        u.cmd(f"register {bob.arg}", ok=True)
+        t0 = time.time()
+        for size in (10, 200, 3000):
+            t.cmd(f"send {bob.hex} - fill:{size}", ok=True)
+        s = self.relay_stats()
+        self.assertEqual((s["mailboxes"], s["messages"], s["bytes"]), (2, 3, 3210), s)
+        oldest = [v for k, v in s.items() if k.startswith("oldest")]
+        self.assertTrue(oldest, f"no oldest-message field: {s}")
+        got = u.cmd("fetch 100 0 0", ok=True)["messages"]
+        u.cmd(f"ack {got[0]['id']}", ok=True)
+        s = self.relay_stats()
+        self.assertEqual((s["messages"], s["bytes"]), (2, 3200), s)
+        u.cmd(f"ack {got[1]['id']} {got[2]['id']}", ok=True)
+        s = self.relay_stats()
+        self.assertEqual((s["mailboxes"], s["messages"], s["bytes"]), (2, 0, 0), s)
+        cp = self.secctl("relay", "stats", expect=0)
+        self.assertRegex(cp.stdout, r"(?i)mailbox", "human output of secctl relay stats")
+        del t0
+
+
+class RelaySocketActivationTest(RelayTestCase):
+    """The relay under systemd-socket-activate (data, enroll, control as named fds)."""
+
+    def start_secd(self, extra_args=(), name="secd", **kw):
+        sockdir = self.path("activated")
+        os.makedirs(sockdir, exist_ok=True)
+        os.chmod(sockdir, 0o755)
+        activate = [(n, os.path.join(sockdir, f"{n}.sock")) for n in ("data", "enroll", "control")]
+        d = Secd(self, self.root, ["--dev", "--state-dir", self.path("state"), "--runtime-dir",
+                                   self.path("run"), "--enroll-rate-limit", "1000", *extra_args],
+                 name="secd-activated", activate=activate, runtime_dir=self.path("run"),
+                 state_dir=self.path("state"))
+        self.daemons.append(d)
+        d.sockets = dict(activate)
+        d.start()
+        return d
+
+    def tool_args(self, d=None):
+        d = d or self.d
+        return ["--enroll-socket", d.sockets["enroll"], "--endpoint", d.sockets["data"], "--timeout",
+                str(int(mt.TIMEOUT * 1000 / 2))]
+
+    def secctl(self, *args, **kw):
+        kw.setdefault("sock", self.d.sockets["control"])
+        return super().secctl(*args, **kw)
+
+    def test_exchange_under_socket_activation(self):
+        alice, bob = self.identity("alice"), self.identity("bob")
+        a, b = self.tool(name="alice"), self.tool(name="bob")
+        a.cmd(f"register {alice.arg}", ok=True)
+        b.cmd(f"register {bob.arg}", ok=True)
+        b.write("fetch 10 0 10000")
+        time.sleep(0.3)
+        s = a.cmd(f"send {bob.hex} - 616374697661746564", ok=True)
+        out = b.read(timeout=15)
+        self.assertEqual([(m["id"], blob_of(m)) for m in out["messages"]], [(s["server_id"], b"activated")])
+        b.cmd(f"ack {s['server_id']}", ok=True)
+        own = [f for f in os.listdir(self.d.runtime_dir) if f.endswith(".sock")] \
+            if os.path.isdir(self.d.runtime_dir) else []
+        self.assertEqual(own, [], "secd bound its own sockets although it was socket-activated")
+
+
+if __name__ == "__main__":
+    unittest.main()
