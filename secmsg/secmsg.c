@@ -290,7 +290,10 @@ static int home_open(Context *ctx) {
         return 0;
 }
 
-/* Read a private file of the home: regular, ours, 0600 or stricter, at most max bytes. */
+/*
+ * Read a private file of the home: regular, ours, 0600 or stricter, at most
+ * max bytes; *ret is NUL-terminated after *ret_len bytes.
+ */
 static int home_read(Context *ctx, const char *name, size_t max, uint8_t **ret, size_t *ret_len) {
         _cleanup_close_ int fd = -EBADF;
         uint8_t *buf = NULL;
@@ -298,7 +301,8 @@ static int home_read(Context *ctx, const char *name, size_t max, uint8_t **ret, 
         size_t n = 0;
         int r;
 
-        fd = openat(ctx->home_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        /* O_NONBLOCK: a FIFO planted under this name must not hang us before the S_ISREG check. */
+        fd = openat(ctx->home_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
         if (fd < 0)
                 return negative_errno();
         if (fstat(fd, &st) < 0)
@@ -311,7 +315,8 @@ static int home_read(Context *ctx, const char *name, size_t max, uint8_t **ret, 
                 error_msg("%s in the home directory is larger than %zu bytes", name, max);
                 return -EFBIG;
         }
-        buf = malloc(MAX((size_t) st.st_size, 1u));
+        /* One more byte, always NUL: text files parse in place (no realloc leaving a copy behind). */
+        buf = calloc(1, (size_t) st.st_size + 1);
         if (!buf)
                 return -ENOMEM;
         while (n < (size_t) st.st_size) {
@@ -790,51 +795,35 @@ static int prekeys_load(Context *ctx, Prekeys *ret) {
                 return 0;
         if (r < 0)
                 return r;
-        /* NUL-terminate in place of the last byte's successor. */
-        {
-                uint8_t *b = realloc(buf, len + 1);
-
-                if (!b) {
-                        explicit_bzero(buf, len);
-                        free(buf);
-                        return -ENOMEM;
-                }
-                buf = b;
-                buf[len] = '\0';
-        }
         r = 0;
         if (memchr(buf, '\0', len))
                 r = -EBADMSG;
         for (line = strtok_r((char *) buf, "\n", &save); r >= 0 && line; line = strtok_r(NULL, "\n", &save)) {
-                char kind[4], hex[ADDRESS_HEX_LEN + 1];
                 uint8_t key[SECCLIENT_KEY_SIZE];
-                unsigned long id;
-                char *end;
+                char *id_text, *hex;
+                uint32_t id;
+                bool spk;
 
-                if (strlen(line) != 3 + 1 + strcspn(line + 4, " ") + 1 + ADDRESS_HEX_LEN) {
+                /* "spk ID HEX" or "otk ID HEX", nothing else. */
+                if (strncmp(line, "spk ", 4) == 0)
+                        spk = true;
+                else if (strncmp(line, "otk ", 4) == 0)
+                        spk = false;
+                else {
                         r = -EBADMSG;
                         break;
                 }
-                memcpy(kind, line, 3);
-                kind[3] = '\0';
-                if ((!streq(kind, "spk") && !streq(kind, "otk")) || line[3] != ' ' || line[4] < '0' ||
-                    line[4] > '9') {
+                id_text = line + 4;
+                hex = strchr(id_text, ' ');
+                if (!hex) {
                         r = -EBADMSG;
                         break;
                 }
-                errno = 0;
-                id = strtoul(line + 4, &end, 10);
-                if (errno != 0 || *end != ' ' || id > UINT32_MAX) {
-                        r = -EBADMSG;
-                        break;
-                }
-                memcpy(hex, end + 1, ADDRESS_HEX_LEN);
-                hex[ADDRESS_HEX_LEN] = '\0';
-                if (hex_decode_exact(hex, key, sizeof key) < 0)
+                *hex++ = '\0';
+                if (parse_uint32(id_text, &id) < 0 || hex_decode_exact(hex, key, sizeof key) < 0)
                         r = -EBADMSG;
                 else
-                        r = prekeys_push(ret, streq(kind, "spk"), (uint32_t) id, key);
-                explicit_bzero(hex, sizeof hex);
+                        r = prekeys_push(ret, spk, id, key);
                 explicit_bzero(key, sizeof key);
         }
         explicit_bzero(buf, len);
@@ -911,6 +900,8 @@ static int verb_keys_publish(Context *ctx) {
 
         r = prekeys_load(ctx, &keys);
         if (r < 0) {
+                if (r == -ENOMEM || r == -EIO)
+                        error_msg("cannot read %s in the home directory: %s", PREKEYS_FILE, strerror(-r));
                 return EXIT_FAIL;
         }
         for (size_t i = 0; i < keys.n; i++) {
