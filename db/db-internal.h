@@ -34,6 +34,32 @@ typedef enum DbStatement {
         DB_STMT_AUDIT_AFTER,
         DB_STMT_AUDIT_NEWEST,
         DB_STMT_AUDIT_TRIM,
+        /* db-relay.c and db-keys.c: their SQL lives there, prepared with db_stmt_sql() */
+        DB_STMT_MAILBOX_BY_KEY,
+        DB_STMT_MAILBOX_INSERT,
+        DB_STMT_MAILBOX_USAGE,
+        DB_STMT_MESSAGE_BY_SENDER,
+        DB_STMT_MESSAGE_DELETE,
+        DB_STMT_MESSAGE_INSERT,
+        DB_STMT_MESSAGES_FETCH,
+        DB_STMT_MESSAGE_ACK_TOMBSTONE,
+        DB_STMT_MESSAGE_ACK_DELETE,
+        DB_STMT_MESSAGES_EXPIRE,
+        DB_STMT_TOMBSTONE_BY_SENDER,
+        DB_STMT_TOMBSTONE_DELETE,
+        DB_STMT_TOMBSTONES_EXPIRE,
+        DB_STMT_RELAY_STATS,
+        DB_STMT_KEYS_MAILBOX_EXISTS,
+        DB_STMT_KEYS_IDENTITY_SET,
+        DB_STMT_KEYS_SPKS_DELETE,
+        DB_STMT_KEYS_SPK_INSERT,
+        DB_STMT_KEYS_OTKS_DELETE,
+        DB_STMT_KEYS_OTK_INSERT,
+        DB_STMT_KEYS_BUNDLE,
+        DB_STMT_KEYS_OTK_FIRST,
+        DB_STMT_KEYS_OTK_DELETE,
+        DB_STMT_KEYS_OTK_COUNT,
+        DB_STMT_KEYS_STATS,
         _DB_STMT_MAX,
 } DbStatement;
 
@@ -85,6 +111,21 @@ static inline void db_stmt_resetp(sqlite3_stmt **stmt) {
         }
 }
 #define _cleanup_db_stmt_ _cleanup_(db_stmt_resetp)
+
+/*
+ * db_stmt() for a statement whose SQL is kept by the module that uses it
+ * (db-relay.c, db-keys.c): prepared from sql on first use into the same
+ * cache, so db_close() finalises it with the others.
+ */
+static inline int db_stmt_sql(Db *db, DbStatement id, const char *sql, sqlite3_stmt **ret) {
+        if (!db->stmts[id]) {
+                int rc = sqlite3_prepare_v3(db->sqlite, sql, -1, SQLITE_PREPARE_PERSISTENT, &db->stmts[id], NULL);
+
+                if (rc != SQLITE_OK)
+                        return db_error(db, rc);
+        }
+        return db_stmt(db, id, ret);
+}
 
 /* Run a cached statement that returns no rows. */
 int db_stmt_exec(Db *db, DbStatement id);

@@ -179,9 +179,65 @@ static const char migration_2_sql[] =
         "DROP TABLE rules;\n"
         "ALTER TABLE rules_new RENAME TO rules;\n";
 
+_Static_assert(DB_MAILBOX_KEY_SIZE == 32 && DB_MSG_ID_SIZE == 16, "migration 3 key and message id sizes");
+_Static_assert(DB_PRINCIPAL_MAX == 1024, "migration 3 bounds senders by 1024 bytes");
+
+/*
+ * Relay bookkeeping. Each mailbox carries the count and blob bytes of its
+ * queued messages, kept by triggers on every way a message comes and goes
+ * (insert, ACK, TTL sweep, cascade from its mailbox), so quota checks and
+ * stats read one row instead of scanning messages. Acknowledged messages
+ * leave a tombstone (sender, client_msg_id) -> server id until their own
+ * expiry, so a resend after a lost reply is recognised, not stored again.
+ */
+static const char migration_3_sql[] =
+        "ALTER TABLE mailboxes ADD COLUMN queued_messages INTEGER NOT NULL DEFAULT 0\n"
+        "  CHECK (queued_messages >= 0);\n"
+        "ALTER TABLE mailboxes ADD COLUMN queued_bytes INTEGER NOT NULL DEFAULT 0\n"
+        "  CHECK (queued_bytes >= 0);\n"
+        /* A store with messages queued at version 2 starts from a recount. */
+        "UPDATE mailboxes SET\n"
+        "  queued_messages = (SELECT count(*) FROM messages m WHERE m.mailbox_id = mailboxes.id),\n"
+        "  queued_bytes = (SELECT coalesce(sum(length(m.body)), 0) FROM messages m\n"
+        "                  WHERE m.mailbox_id = mailboxes.id);\n"
+
+        "CREATE TRIGGER messages_queued_insert AFTER INSERT ON messages BEGIN\n"
+        "  UPDATE mailboxes SET queued_messages = queued_messages + 1,\n"
+        "                       queued_bytes = queued_bytes + length(NEW.body)\n"
+        "  WHERE id = NEW.mailbox_id;\n"
+        "END;\n"
+        /* Fires for cascaded deletes too (foreign key actions run delete triggers). */
+        "CREATE TRIGGER messages_queued_delete AFTER DELETE ON messages BEGIN\n"
+        "  UPDATE mailboxes SET queued_messages = queued_messages - 1,\n"
+        "                       queued_bytes = queued_bytes - length(OLD.body)\n"
+        "  WHERE id = OLD.mailbox_id;\n"
+        "END;\n"
+        /* Nothing updates a queued message today; if something ever does, the counters follow. */
+        "CREATE TRIGGER messages_queued_update AFTER UPDATE OF mailbox_id, body ON messages BEGIN\n"
+        "  UPDATE mailboxes SET queued_messages = queued_messages - 1,\n"
+        "                       queued_bytes = queued_bytes - length(OLD.body)\n"
+        "  WHERE id = OLD.mailbox_id;\n"
+        "  UPDATE mailboxes SET queued_messages = queued_messages + 1,\n"
+        "                       queued_bytes = queued_bytes + length(NEW.body)\n"
+        "  WHERE id = NEW.mailbox_id;\n"
+        "END;\n"
+
+        "CREATE TABLE tombstones (\n"
+        "  sender TEXT NOT NULL CHECK (length(CAST(sender AS BLOB)) BETWEEN 1 AND 1024),\n"
+        "  client_msg_id BLOB NOT NULL CHECK (length(client_msg_id) = 16),\n"
+        "  server_id INTEGER NOT NULL CHECK (server_id > 0),\n"      /* the acknowledged message's id */
+        "  mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,\n"
+        "  expires_usec INTEGER NOT NULL,\n"
+        "  PRIMARY KEY (sender, client_msg_id)\n"
+        ") STRICT, WITHOUT ROWID;\n"
+        "CREATE INDEX tombstones_expires ON tombstones(expires_usec);\n"
+        /* For the cascade when a mailbox goes. */
+        "CREATE INDEX tombstones_mailbox ON tombstones(mailbox_id);\n";
+
 const DbMigration db_migrations[] = {
         { 1, "initial schema", migration_1_sql },
         { 2, "rules: cert selector", migration_2_sql },
+        { 3, "relay: queue counters, tombstones", migration_3_sql },
 };
 const size_t db_n_migrations = ELEMENTSOF(db_migrations);
 

@@ -26,7 +26,7 @@
 
 typedef struct Db Db;
 
-#define DB_SCHEMA_VERSION_LATEST 2  /* bumped by each migration that lands */
+#define DB_SCHEMA_VERSION_LATEST 3  /* bumped by each migration that lands */
 
 /* PRAGMA application_id of a secd store ("secd"); other non-zero ids are refused. */
 #define DB_APPLICATION_ID 0x73656364
@@ -240,9 +240,13 @@ typedef struct DbQuota {
  * holds after the message was acknowledged too: db_messages_ack() leaves a
  * tombstone (sender, client_msg_id, server id, expiry) until the message's
  * own expiry, so a sender that resends after a lost reply never makes the
- * recipient see it twice. Otherwise the quota is checked against the
+ * recipient see it twice. A stored message or tombstone already expired at
+ * received_usec (not swept yet) no longer counts: it is deleted and the new
+ * one stored. Otherwise the quota is checked against the
  * mailbox's counters: -EDQUOT if this message would exceed it (nothing
- * stored). size is 1..DB_MESSAGE_MAX (-EINVAL otherwise).
+ * stored); -ENOENT if there is no such mailbox. size is 1..DB_MESSAGE_MAX,
+ * sender 1..DB_PRINCIPAL_MAX bytes, expires_usec > received_usec >= 0
+ * (-EINVAL otherwise). ret_server_id and ret_duplicate may be NULL.
  */
 int db_message_insert(Db *db, int64_t mailbox_id, const char *sender,
                       const uint8_t client_msg_id[DB_MSG_ID_SIZE], const void *body, size_t size,
@@ -261,7 +265,8 @@ typedef struct DbMessage {
 /*
  * Pending (not expired at now_usec) messages of a mailbox in id order: at
  * most max_count (capped at DB_FETCH_MAX); the first always, each further
- * one while the bodies' total stays <= max_bytes. Free with db_messages_free().
+ * one while the bodies' total stays <= max_bytes. None (*ret NULL, *ret_n 0)
+ * if nothing is pending or max_count is 0. Free with db_messages_free().
  */
 int db_messages_fetch(Db *db, int64_t mailbox_id, int64_t now_usec, size_t max_count, size_t max_bytes,
                       DbMessage **ret, size_t *ret_n);
@@ -272,8 +277,9 @@ void db_messages_free(DbMessage *m, size_t n);
  */
 int db_messages_ack(Db *db, int64_t mailbox_id, const int64_t *ids, size_t n, size_t *ret_deleted);
 /*
- * Delete at most limit messages with expires_usec <= now_usec, and expired
- * tombstones; *ret_deleted counts the messages.
+ * Delete at most limit messages with expires_usec <= now_usec (soonest
+ * expiry first), and at most limit expired tombstones; *ret_deleted counts
+ * the messages (the caller repeats while it equals limit).
  */
 int db_messages_expire(Db *db, int64_t now_usec, size_t limit, size_t *ret_deleted);
 
@@ -311,7 +317,8 @@ typedef struct DbKeyBundle {
 /*
  * Replace the mailbox's identity X25519 key, signed pre-key (only this one
  * is kept) and one-time pre-keys (the whole set, n_otks 0..DB_OTK_MAX, ids
- * distinct: -EINVAL otherwise), atomically.
+ * distinct: -EINVAL otherwise), atomically. -ENOENT if there is no such
+ * mailbox.
  */
 int db_keys_publish(Db *db, int64_t mailbox_id, const uint8_t identity_dh[32], const uint8_t identity_dh_sig[64],
                     uint32_t spk_id, const uint8_t spk[32], const uint8_t spk_sig[64],

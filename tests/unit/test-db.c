@@ -464,32 +464,36 @@ static void test_empty_file(void **state) {
 
 static void test_migration_failure_keeps_version(void **state) {
         Fixture *f = *state;
-        const DbMigration good[] = {
-                db_migrations[0],
-                db_migrations[1],
-                { 3, "add a table", "CREATE TABLE extra(x INTEGER) STRICT;" },
-        };
-        const DbMigration bad[] = {
-                db_migrations[0],
-                db_migrations[1],
-                { 3, "half-broken step", "CREATE TABLE extra(x INTEGER) STRICT; INSERT INTO no_such_table VALUES (1);" },
-        };
+        /* The real steps, then one more: LATEST + 1. */
+        DbMigration good[DB_SCHEMA_VERSION_LATEST + 1], bad[DB_SCHEMA_VERSION_LATEST + 1];
         PolicyRule r = rule_uid(POLICY_ACTION_ALLOW, 42);
+        _cleanup_free_ char *step = NULL;
         Db *db = NULL;
         int version;
 
-        assert_int_equal(db_open_with_migrations(f->path, DB_OPEN_CREATE, db_migrations, 2, &db), 0);
+        for (size_t i = 0; i < DB_SCHEMA_VERSION_LATEST; i++)
+                good[i] = bad[i] = db_migrations[i];
+        good[DB_SCHEMA_VERSION_LATEST] = (DbMigration) {
+                DB_SCHEMA_VERSION_LATEST + 1, "add a table", "CREATE TABLE extra(x INTEGER) STRICT;"
+        };
+        bad[DB_SCHEMA_VERSION_LATEST] = (DbMigration) {
+                DB_SCHEMA_VERSION_LATEST + 1, "half-broken step",
+                "CREATE TABLE extra(x INTEGER) STRICT; INSERT INTO no_such_table VALUES (1);"
+        };
+        assert_true(asprintf(&step, "migration %d", DB_SCHEMA_VERSION_LATEST + 1) > 0);
+
+        assert_int_equal(db_open_with_migrations(f->path, DB_OPEN_CREATE, db_migrations, DB_SCHEMA_VERSION_LATEST, &db), 0);
         assert_int_equal(db_rule_insert(db, &r, NULL), 0);
         db_close(db);
 
         db = NULL;
         assert_true(db_open_with_migrations(f->path, 0, bad, ELEMENTSOF(bad), &db) < 0);
         assert_null(db);
-        assert_non_null(strstr(db_last_error(NULL), "migration 3"));
+        assert_non_null(strstr(db_last_error(NULL), step));
         assert_non_null(strstr(db_last_error(NULL), "no_such_table"));
 
-        /* Version 2 intact, the half-done step gone, data kept. */
-        assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 2);
+        /* The latest version intact, the half-done step gone, data kept. */
+        assert_int_equal(raw_int(f->path, "PRAGMA user_version"), DB_SCHEMA_VERSION_LATEST);
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_schema WHERE name = 'extra'"), 0);
         assert_int_equal(db_open(f->path, 0, &db), 0);
         assert_int_equal(rule_count(db), 1);
@@ -498,7 +502,7 @@ static void test_migration_failure_keeps_version(void **state) {
         /* The step fixed: it applies, and older code then refuses the newer store. */
         assert_int_equal(db_open_with_migrations(f->path, 0, good, ELEMENTSOF(good), &db), 0);
         assert_int_equal(db_schema_version(db, &version), 0);
-        assert_int_equal(version, 3);
+        assert_int_equal(version, DB_SCHEMA_VERSION_LATEST + 1);
         assert_int_equal(rule_count(db), 1);
         db_close(db);
         db = NULL;
@@ -506,7 +510,7 @@ static void test_migration_failure_keeps_version(void **state) {
         assert_null(db);
 
         /* Migration lists must be numbered 1..n. */
-        assert_int_equal(db_open_with_migrations(f->path, 0, good + 2, 1, &db), -EINVAL);
+        assert_int_equal(db_open_with_migrations(f->path, 0, good + DB_SCHEMA_VERSION_LATEST, 1, &db), -EINVAL);
 }
 
 static void test_migration_conflicting_table(void **state) {
@@ -584,7 +588,7 @@ static void test_migration_2_cert_selector(void **state) {
         assert_int_equal(sqlite3_exec(db->sqlite, "INSERT INTO rules(action, cert, created_usec) VALUES ('allow', 'a/b', 0)",
                                       NULL, NULL, NULL) & 0xff, SQLITE_CONSTRAINT);
         assert_int_equal(handle_int(db, "SELECT count(*) FROM sqlite_schema WHERE name = 'rules_new'"), 0);
-        assert_int_equal(handle_int(db, "PRAGMA user_version"), 2);
+        assert_int_equal(handle_int(db, "PRAGMA user_version"), DB_SCHEMA_VERSION_LATEST);
         db_close(db);
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check <> 'ok'"), 0);
 }

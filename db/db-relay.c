@@ -1,0 +1,548 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The relay's rows: mailboxes, queued messages and the tombstones that
+ * acknowledged messages leave behind for de-duplication. Every query goes
+ * through an index (the UNIQUE (sender, client_msg_id) ones for
+ * de-duplication, messages(mailbox_id, id) for FETCH, the expiry indexes for
+ * the sweep); quotas and stats read the per-mailbox counters that migration
+ * 3's triggers keep, never the messages themselves.
+ */
+#include <assert.h>
+
+#include "db-internal.h"
+
+static const char *const relay_statement_sql[_DB_STMT_MAX] = {
+        [DB_STMT_MAILBOX_BY_KEY] = "SELECT id, owner FROM mailboxes WHERE identity_key = ?1",
+        [DB_STMT_MAILBOX_INSERT] = "INSERT INTO mailboxes(identity_key, owner, created_usec) VALUES (?1, ?2, ?3)",
+        [DB_STMT_MAILBOX_USAGE] = "SELECT queued_messages, queued_bytes FROM mailboxes WHERE id = ?1",
+        [DB_STMT_MESSAGE_BY_SENDER] =
+                "SELECT id, expires_usec FROM messages WHERE sender = ?1 AND client_msg_id = ?2",
+        [DB_STMT_MESSAGE_DELETE] = "DELETE FROM messages WHERE id = ?1",
+        [DB_STMT_MESSAGE_INSERT] =
+                "INSERT INTO messages(mailbox_id, sender, client_msg_id, received_usec, expires_usec, body) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        [DB_STMT_MESSAGES_FETCH] =
+                "SELECT id, client_msg_id, received_usec, expires_usec, body FROM messages "
+                "WHERE mailbox_id = ?1 AND expires_usec > ?2 ORDER BY id LIMIT ?3",
+        /* The WHERE before ON CONFLICT is required by SQLite's grammar for INSERT ... SELECT. */
+        [DB_STMT_MESSAGE_ACK_TOMBSTONE] =
+                "INSERT INTO tombstones(sender, client_msg_id, server_id, mailbox_id, expires_usec) "
+                "SELECT sender, client_msg_id, id, mailbox_id, expires_usec FROM messages "
+                "WHERE id = ?1 AND mailbox_id = ?2 "
+                "ON CONFLICT(sender, client_msg_id) DO UPDATE SET server_id = excluded.server_id, "
+                "mailbox_id = excluded.mailbox_id, expires_usec = excluded.expires_usec",
+        [DB_STMT_MESSAGE_ACK_DELETE] = "DELETE FROM messages WHERE id = ?1 AND mailbox_id = ?2",
+        [DB_STMT_MESSAGES_EXPIRE] =
+                "DELETE FROM messages WHERE id IN "
+                "(SELECT id FROM messages WHERE expires_usec <= ?1 ORDER BY expires_usec LIMIT ?2)",
+        [DB_STMT_TOMBSTONE_BY_SENDER] =
+                "SELECT server_id, expires_usec FROM tombstones WHERE sender = ?1 AND client_msg_id = ?2",
+        [DB_STMT_TOMBSTONE_DELETE] = "DELETE FROM tombstones WHERE sender = ?1 AND client_msg_id = ?2",
+        [DB_STMT_TOMBSTONES_EXPIRE] =
+                "DELETE FROM tombstones WHERE (sender, client_msg_id) IN "
+                "(SELECT sender, client_msg_id FROM tombstones WHERE expires_usec <= ?1 "
+                "ORDER BY expires_usec LIMIT ?2)",
+        /* The oldest queued message is the lowest id: ids are handed out in arrival order. */
+        [DB_STMT_RELAY_STATS] =
+                "SELECT count(*), coalesce(sum(queued_messages), 0), coalesce(sum(queued_bytes), 0), "
+                "coalesce((SELECT received_usec FROM messages ORDER BY id LIMIT 1), 0) FROM mailboxes",
+};
+
+static int relay_stmt(Db *db, DbStatement id, sqlite3_stmt **ret) {
+        assert(relay_statement_sql[id]);
+        return db_stmt_sql(db, id, relay_statement_sql[id], ret);
+}
+
+static bool principal_ok(const char *p) {
+        return p && p[0] != '\0' && strnlen(p, DB_PRINCIPAL_MAX + 1) <= DB_PRINCIPAL_MAX;
+}
+
+int db_mailbox_register(Db *db, const uint8_t key[DB_MAILBOX_KEY_SIZE], const char *owner, int64_t now_usec,
+                        int64_t *ret_id, bool *ret_created) {
+        _cleanup_db_txn_ DbTxn txn = {};
+        _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
+        int64_t id;
+        bool created;
+        int r, rc;
+
+        if (!db)
+                return -EINVAL;
+        if (!key || !principal_ok(owner) || now_usec < 0)
+                return db_errorf(db, -EINVAL, "mailbox: missing key, bad owner or negative time");
+
+        r = db_txn_begin(db, &txn);
+        if (r < 0)
+                return r;
+
+        r = relay_stmt(db, DB_STMT_MAILBOX_BY_KEY, &stmt);
+        if (r < 0)
+                return r;
+        rc = sqlite3_bind_blob(stmt, 1, key, DB_MAILBOX_KEY_SIZE, SQLITE_STATIC);
+        if (rc != SQLITE_OK)
+                return db_error(db, rc);
+        rc = sqlite3_step(stmt);
+        if (rc == SQLITE_ROW) {
+                const unsigned char *stored = sqlite3_column_text(stmt, 1);
+
+                if (!stored)
+                        return db_errorf(db, -ENOMEM, "out of memory");
+                if (!streq((const char *) stored, owner))
+                        return db_errorf(db, -EPERM, "mailbox belongs to another owner");
+                id = sqlite3_column_int64(stmt, 0);
+                created = false;
+        } else if (rc == SQLITE_DONE) {
+                db_stmt_resetp(&stmt);
+                stmt = NULL;
+                r = relay_stmt(db, DB_STMT_MAILBOX_INSERT, &stmt);
+                if (r < 0)
+                        return r;
+                rc = sqlite3_bind_blob(stmt, 1, key, DB_MAILBOX_KEY_SIZE, SQLITE_STATIC);
+                if (rc == SQLITE_OK)
+                        rc = sqlite3_bind_text(stmt, 2, owner, -1, SQLITE_STATIC);
+                if (rc == SQLITE_OK)
+                        rc = sqlite3_bind_int64(stmt, 3, now_usec);
+                if (rc != SQLITE_OK)
+                        return db_error(db, rc);
+                rc = sqlite3_step(stmt);
+                if (rc != SQLITE_DONE)
+                        return db_error(db, rc);
+                id = sqlite3_last_insert_rowid(db->sqlite);
+                created = true;
+        } else
+                return db_error(db, rc);
+
+        db_stmt_resetp(&stmt);
+        r = db_txn_commit(&txn);
+        if (r < 0)
+                return r;
+        if (ret_id)
+                *ret_id = id;
+        if (ret_created)
+                *ret_created = created;
+        return 0;
+}
+
+int db_mailbox_lookup(Db *db, const uint8_t key[DB_MAILBOX_KEY_SIZE], int64_t *ret_id, char **ret_owner) {
+        _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
+        _cleanup_free_ char *owner = NULL;
+        int r, rc;
+
+        if (!db || !key)
+                return -EINVAL;
+        r = relay_stmt(db, DB_STMT_MAILBOX_BY_KEY, &stmt);
+        if (r < 0)
+                return r;
+        rc = sqlite3_bind_blob(stmt, 1, key, DB_MAILBOX_KEY_SIZE, SQLITE_STATIC);
+        if (rc != SQLITE_OK)
+                return db_error(db, rc);
+        rc = sqlite3_step(stmt);
+        if (rc == SQLITE_DONE)
+                return db_errorf(db, -ENOENT, "no such mailbox");
+        if (rc != SQLITE_ROW)
+                return db_error(db, rc);
+        if (ret_owner) {
+                r = db_column_strdup(stmt, 1, DB_PRINCIPAL_MAX, &owner);
+                if (r < 0 || !owner)
+                        return db_errorf(db, r < 0 ? r : -EBADMSG, "mailbox: cannot read owner");
+                *ret_owner = TAKE_PTR(owner);
+        }
+        if (ret_id)
+                *ret_id = sqlite3_column_int64(stmt, 0);
+        return 0;
+}
+
+static int mailbox_usage_internal(Db *db, int64_t mailbox_id, uint64_t *ret_messages, uint64_t *ret_bytes) {
+        _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
+        int64_t messages, bytes;
+        int r, rc;
+
+        r = relay_stmt(db, DB_STMT_MAILBOX_USAGE, &stmt);
+        if (r < 0)
+                return r;
+        rc = sqlite3_bind_int64(stmt, 1, mailbox_id);
+        if (rc != SQLITE_OK)
+                return db_error(db, rc);
+        rc = sqlite3_step(stmt);
+        if (rc == SQLITE_DONE)
+                return db_errorf(db, -ENOENT, "no mailbox with id %" PRIi64, mailbox_id);
+        if (rc != SQLITE_ROW)
+                return db_error(db, rc);
+        messages = sqlite3_column_int64(stmt, 0);
+        bytes = sqlite3_column_int64(stmt, 1);
+        if (messages < 0 || bytes < 0)
+                return db_errorf(db, -EBADMSG, "mailbox %" PRIi64 ": negative counters", mailbox_id);
+        *ret_messages = (uint64_t) messages;
+        *ret_bytes = (uint64_t) bytes;
+        return 0;
+}
+
+int db_mailbox_usage(Db *db, int64_t mailbox_id, uint64_t *ret_messages, uint64_t *ret_bytes) {
+        uint64_t messages, bytes;
+        int r;
+
+        if (!db)
+                return -EINVAL;
+        r = mailbox_usage_internal(db, mailbox_id, &messages, &bytes);
+        if (r < 0)
+                return r;
+        if (ret_messages)
+                *ret_messages = messages;
+        if (ret_bytes)
+                *ret_bytes = bytes;
+        return 0;
+}
+
+/*
+ * Look (sender, client_msg_id) up in messages or tombstones (the statement
+ * says which). Returns 1 with the server id if a live one is found, 0 if
+ * none is; an expired one not swept yet is deleted here (it is gone for the
+ * recipient, and the UNIQUE index would refuse the new copy), and 0 returned.
+ */
+static int dedup_find(Db *db, DbStatement find, DbStatement delete, const char *sender,
+                      const uint8_t client_msg_id[DB_MSG_ID_SIZE], int64_t now_usec, int64_t *ret_server_id) {
+        _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
+        int64_t server_id, expires;
+        int r, rc;
+
+        r = relay_stmt(db, find, &stmt);
+        if (r < 0)
+                return r;
+        rc = sqlite3_bind_text(stmt, 1, sender, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob(stmt, 2, client_msg_id, DB_MSG_ID_SIZE, SQLITE_STATIC);
+        if (rc != SQLITE_OK)
+                return db_error(db, rc);
+        rc = sqlite3_step(stmt);
+        if (rc == SQLITE_DONE)
+                return 0;
+        if (rc != SQLITE_ROW)
+                return db_error(db, rc);
+        server_id = sqlite3_column_int64(stmt, 0);
+        expires = sqlite3_column_int64(stmt, 1);
+        db_stmt_resetp(&stmt);
+        stmt = NULL;
+
+        if (expires > now_usec) {
+                *ret_server_id = server_id;
+                return 1;
+        }
+
+        r = relay_stmt(db, delete, &stmt);
+        if (r < 0)
+                return r;
+        if (delete == DB_STMT_MESSAGE_DELETE)
+                rc = sqlite3_bind_int64(stmt, 1, server_id);
+        else {
+                rc = sqlite3_bind_text(stmt, 1, sender, -1, SQLITE_STATIC);
+                if (rc == SQLITE_OK)
+                        rc = sqlite3_bind_blob(stmt, 2, client_msg_id, DB_MSG_ID_SIZE, SQLITE_STATIC);
+        }
+        if (rc != SQLITE_OK)
+                return db_error(db, rc);
+        rc = sqlite3_step(stmt);
+        if (rc != SQLITE_DONE)
+                return db_error(db, rc);
+        return 0;
+}
+
+int db_message_insert(Db *db, int64_t mailbox_id, const char *sender, const uint8_t client_msg_id[DB_MSG_ID_SIZE],
+                      const void *body, size_t size, int64_t received_usec, int64_t expires_usec,
+                      const DbQuota *quota, int64_t *ret_server_id, bool *ret_duplicate) {
+        _cleanup_db_txn_ DbTxn txn = {};
+        _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
+        uint64_t queued_messages, queued_bytes;
+        int64_t server_id = 0;
+        int r, rc;
+
+        if (!db)
+                return -EINVAL;
+        if (!principal_ok(sender) || !client_msg_id)
+                return db_errorf(db, -EINVAL, "message: bad sender or no client message id");
+        if (!body || size < 1 || size > DB_MESSAGE_MAX)
+                return db_errorf(db, -EINVAL, "message: size %zu out of 1..%u", body ? size : 0, DB_MESSAGE_MAX);
+        if (received_usec < 0 || expires_usec <= received_usec)
+                return db_errorf(db, -EINVAL, "message: bad received/expiry times");
+
+        r = db_txn_begin(db, &txn);
+        if (r < 0)
+                return r;
+
+        r = dedup_find(db, DB_STMT_MESSAGE_BY_SENDER, DB_STMT_MESSAGE_DELETE, sender, client_msg_id,
+                       received_usec, &server_id);
+        if (r == 0)
+                r = dedup_find(db, DB_STMT_TOMBSTONE_BY_SENDER, DB_STMT_TOMBSTONE_DELETE, sender, client_msg_id,
+                               received_usec, &server_id);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                r = db_txn_commit(&txn);
+                if (r < 0)
+                        return r;
+                if (ret_server_id)
+                        *ret_server_id = server_id;
+                if (ret_duplicate)
+                        *ret_duplicate = true;
+                return 0;
+        }
+
+        r = mailbox_usage_internal(db, mailbox_id, &queued_messages, &queued_bytes);
+        if (r < 0)
+                return r;
+        if (quota && quota->max_messages > 0 && queued_messages >= quota->max_messages)
+                return db_errorf(db, -EDQUOT, "mailbox %" PRIi64 ": %" PRIu64 " messages queued, quota %" PRIu64,
+                                 mailbox_id, queued_messages, quota->max_messages);
+        if (quota && quota->max_bytes > 0 &&
+            (queued_bytes > quota->max_bytes || size > quota->max_bytes - queued_bytes))
+                return db_errorf(db, -EDQUOT, "mailbox %" PRIi64 ": %" PRIu64 " + %zu bytes over quota %" PRIu64,
+                                 mailbox_id, queued_bytes, size, quota->max_bytes);
+
+        r = relay_stmt(db, DB_STMT_MESSAGE_INSERT, &stmt);
+        if (r < 0)
+                return r;
+        rc = sqlite3_bind_int64(stmt, 1, mailbox_id);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_text(stmt, 2, sender, -1, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob(stmt, 3, client_msg_id, DB_MSG_ID_SIZE, SQLITE_STATIC);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(stmt, 4, received_usec);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(stmt, 5, expires_usec);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_blob64(stmt, 6, body, (sqlite3_uint64) size, SQLITE_STATIC);
+        if (rc != SQLITE_OK)
+                return db_error(db, rc);
+        rc = sqlite3_step(stmt);
+        if (rc != SQLITE_DONE)
+                return db_error(db, rc);
+        server_id = sqlite3_last_insert_rowid(db->sqlite);
+        db_stmt_resetp(&stmt);
+
+        r = db_txn_commit(&txn);
+        if (r < 0)
+                return r;
+        if (ret_server_id)
+                *ret_server_id = server_id;
+        if (ret_duplicate)
+                *ret_duplicate = false;
+        return 0;
+}
+
+void db_messages_free(DbMessage *m, size_t n) {
+        if (!m)
+                return;
+        for (size_t i = 0; i < n; i++)
+                free(m[i].body);
+        free(m);
+}
+
+static int message_from_row(Db *db, sqlite3_stmt *stmt, DbMessage *ret) {
+        const void *cmid, *body;
+        int cmid_len, size;
+        uint8_t *copy;
+
+        cmid = sqlite3_column_blob(stmt, 1);
+        cmid_len = sqlite3_column_bytes(stmt, 1);
+        body = sqlite3_column_blob(stmt, 4);
+        size = sqlite3_column_bytes(stmt, 4);
+        if (!cmid || cmid_len != DB_MSG_ID_SIZE)
+                return db_errorf(db, sqlite3_errcode(db->sqlite) == SQLITE_NOMEM ? -ENOMEM : -EBADMSG,
+                                 "message: cannot read client message id");
+        if (!body || size < 1 || (size_t) size > DB_MESSAGE_MAX)
+                return db_errorf(db, sqlite3_errcode(db->sqlite) == SQLITE_NOMEM ? -ENOMEM : -EBADMSG,
+                                 "message: cannot read body");
+        copy = malloc((size_t) size);
+        if (!copy)
+                return db_errorf(db, -ENOMEM, "out of memory");
+        memcpy(copy, body, (size_t) size);
+
+        *ret = (DbMessage) {
+                .id = sqlite3_column_int64(stmt, 0),
+                .received_usec = sqlite3_column_int64(stmt, 2),
+                .expires_usec = sqlite3_column_int64(stmt, 3),
+                .body = copy,
+                .size = (size_t) size,
+        };
+        memcpy(ret->client_msg_id, cmid, DB_MSG_ID_SIZE);
+        return 0;
+}
+
+int db_messages_fetch(Db *db, int64_t mailbox_id, int64_t now_usec, size_t max_count, size_t max_bytes,
+                      DbMessage **ret, size_t *ret_n) {
+        _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
+        DbMessage *m = NULL;
+        size_t n = 0, allocated = 0, total = 0;
+        int r, rc;
+
+        if (!db || !ret || !ret_n)
+                return -EINVAL;
+        max_count = MIN(max_count, (size_t) DB_FETCH_MAX);
+
+        r = relay_stmt(db, DB_STMT_MESSAGES_FETCH, &stmt);
+        if (r < 0)
+                return r;
+        rc = sqlite3_bind_int64(stmt, 1, mailbox_id);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(stmt, 2, now_usec);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(stmt, 3, (sqlite3_int64) max_count);
+        if (rc != SQLITE_OK)
+                return db_error(db, rc);
+
+        while (n < max_count) {
+                int size;
+
+                rc = sqlite3_step(stmt);
+                if (rc == SQLITE_DONE)
+                        break;
+                if (rc != SQLITE_ROW) {
+                        r = db_error(db, rc);
+                        goto fail;
+                }
+                /* The first always (whatever its size), then only while the total stays within max_bytes. */
+                size = sqlite3_column_bytes(stmt, 4);
+                if (n > 0 && (size < 0 || total > max_bytes || (size_t) size > max_bytes - total))
+                        break;
+                if (n == allocated) {
+                        size_t new_allocated = MIN(MAX(allocated * 2, (size_t) 16), max_count), bytes;
+                        DbMessage *p;
+
+                        if (!size_mul_ok(new_allocated, sizeof *m, &bytes)) {
+                                r = db_errorf(db, -ENOMEM, "out of memory");
+                                goto fail;
+                        }
+                        p = realloc(m, bytes);
+                        if (!p) {
+                                r = db_errorf(db, -ENOMEM, "out of memory");
+                                goto fail;
+                        }
+                        m = p;
+                        allocated = new_allocated;
+                }
+                r = message_from_row(db, stmt, m + n);
+                if (r < 0)
+                        goto fail;
+                total += m[n].size;
+                n++;
+        }
+
+        *ret = m;
+        *ret_n = n;
+        return 0;
+
+fail:
+        db_messages_free(m, n);
+        return r;
+}
+
+int db_messages_ack(Db *db, int64_t mailbox_id, const int64_t *ids, size_t n, size_t *ret_deleted) {
+        _cleanup_db_txn_ DbTxn txn = {};
+        size_t deleted = 0;
+        int r;
+
+        if (!db || (!ids && n > 0))
+                return -EINVAL;
+
+        r = db_txn_begin(db, &txn);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < n; i++) {
+                /* Tombstone first: it copies the row the DELETE removes. */
+                static const DbStatement steps[] = { DB_STMT_MESSAGE_ACK_TOMBSTONE, DB_STMT_MESSAGE_ACK_DELETE };
+
+                for (size_t s = 0; s < ELEMENTSOF(steps); s++) {
+                        _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
+                        int rc;
+
+                        r = relay_stmt(db, steps[s], &stmt);
+                        if (r < 0)
+                                return r;
+                        rc = sqlite3_bind_int64(stmt, 1, ids[i]);
+                        if (rc == SQLITE_OK)
+                                rc = sqlite3_bind_int64(stmt, 2, mailbox_id);
+                        if (rc != SQLITE_OK)
+                                return db_error(db, rc);
+                        rc = sqlite3_step(stmt);
+                        if (rc != SQLITE_DONE)
+                                return db_error(db, rc);
+                        if (steps[s] == DB_STMT_MESSAGE_ACK_DELETE)
+                                deleted += (size_t) sqlite3_changes(db->sqlite);
+                }
+        }
+
+        r = db_txn_commit(&txn);
+        if (r < 0)
+                return r;
+        if (ret_deleted)
+                *ret_deleted = deleted;
+        return 0;
+}
+
+int db_messages_expire(Db *db, int64_t now_usec, size_t limit, size_t *ret_deleted) {
+        _cleanup_db_txn_ DbTxn txn = {};
+        sqlite3_int64 bound = (sqlite3_int64) MIN(limit, (size_t) INT64_MAX);
+        size_t deleted = 0;
+        int r;
+
+        if (!db)
+                return -EINVAL;
+
+        r = db_txn_begin(db, &txn);
+        if (r < 0)
+                return r;
+
+        for (int s = 0; s < 2; s++) {
+                _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
+                int rc;
+
+                r = relay_stmt(db, s == 0 ? DB_STMT_MESSAGES_EXPIRE : DB_STMT_TOMBSTONES_EXPIRE, &stmt);
+                if (r < 0)
+                        return r;
+                rc = sqlite3_bind_int64(stmt, 1, now_usec);
+                if (rc == SQLITE_OK)
+                        rc = sqlite3_bind_int64(stmt, 2, bound);
+                if (rc != SQLITE_OK)
+                        return db_error(db, rc);
+                rc = sqlite3_step(stmt);
+                if (rc != SQLITE_DONE)
+                        return db_error(db, rc);
+                /* changes() counts the statement's own rows, not the counter triggers' updates. */
+                if (s == 0)
+                        deleted = (size_t) sqlite3_changes64(db->sqlite);
+        }
+
+        r = db_txn_commit(&txn);
+        if (r < 0)
+                return r;
+        if (ret_deleted)
+                *ret_deleted = deleted;
+        return 0;
+}
+
+int db_relay_stats(Db *db, DbRelayStats *ret) {
+        _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
+        int64_t mailboxes, messages, bytes;
+        int r, rc;
+
+        if (!db || !ret)
+                return -EINVAL;
+        r = relay_stmt(db, DB_STMT_RELAY_STATS, &stmt);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(stmt);
+        if (rc != SQLITE_ROW)
+                return db_error(db, rc);
+        mailboxes = sqlite3_column_int64(stmt, 0);
+        messages = sqlite3_column_int64(stmt, 1);
+        bytes = sqlite3_column_int64(stmt, 2);
+        if (mailboxes < 0 || messages < 0 || bytes < 0)
+                return db_errorf(db, -EBADMSG, "relay stats: negative counters");
+        *ret = (DbRelayStats) {
+                .mailboxes = (uint64_t) mailboxes,
+                .messages = (uint64_t) messages,
+                .bytes = (uint64_t) bytes,
+                .oldest_usec = sqlite3_column_int64(stmt, 3),
+        };
+        return 0;
+}
