@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "exe-hash.h"
+#include "relay-proto.h"
 #include "strutil.h"
 #include "util.h"
 
@@ -19,6 +20,7 @@ typedef enum ConfigType {
         CONFIG_SIZE,
         CONFIG_DURATION,
         CONFIG_LOG_LEVEL,
+        CONFIG_RATE,            /* "100/s", "10/min", "off"; stored as usec per request, 0 = off */
 } ConfigType;
 
 typedef struct ConfigKey {
@@ -76,6 +78,34 @@ static const ConfigKey config_keys[] = {
           CONFIG_COUNT, offsetof(Config, enroll_rate_limit), false, 1, 1000000 },
         { { "enroll_rate_interval", "DURATION", "Window of enroll_rate_limit" },
           CONFIG_DURATION, offsetof(Config, enroll_rate_interval), false, USEC_PER_SEC, 24 * 3600 * USEC_PER_SEC },
+        { { "relay_message_max", "SIZE", "Largest relay message (SEND blob); with 48 bytes it must fit frame_payload_max" },
+          CONFIG_SIZE, offsetof(Config, relay_message_max), false, 1, (UINT64_C(16) << 20) - 48 },
+        { { "relay_ttl", "DURATION", "How long the relay keeps a message nobody fetched and acknowledged" },
+          CONFIG_DURATION, offsetof(Config, relay_ttl), false, 60 * USEC_PER_SEC, 3650 * 24 * 3600 * USEC_PER_SEC },
+        { { "relay_mailbox_max_messages", "N", "Messages queued in one mailbox; more are refused (QUOTA_EXCEEDED)" },
+          CONFIG_COUNT, offsetof(Config, relay_mailbox_max_messages), false, 1, UINT64_C(1000000000) },
+        { { "relay_mailbox_max_bytes", "SIZE", "Message bytes queued in one mailbox; more are refused (QUOTA_EXCEEDED)" },
+          CONFIG_SIZE, offsetof(Config, relay_mailbox_max_bytes), false, 1024, UINT64_C(1) << 40 },
+        { { "relay_send_rate", "RATE", "SENDs per sender identity, e.g. 1000/s, 60/min, or off" },
+          CONFIG_RATE, offsetof(Config, relay_send_rate), false, 0, 0 },
+        { { "relay_send_burst", "N", "SENDs one sender may make at once above relay_send_rate" },
+          CONFIG_COUNT, offsetof(Config, relay_send_burst), false, 1, 1000000 },
+        { { "relay_recipient_rate", "RATE", "SENDs to one mailbox, from all senders together, or off" },
+          CONFIG_RATE, offsetof(Config, relay_recipient_rate), false, 0, 0 },
+        { { "relay_recipient_burst", "N", "SENDs to one mailbox at once above relay_recipient_rate" },
+          CONFIG_COUNT, offsetof(Config, relay_recipient_burst), false, 1, 1000000 },
+        { { "relay_fetch_wait_max", "DURATION", "Longest a FETCH waits for a message (long poll); 0 never waits" },
+          CONFIG_DURATION, offsetof(Config, relay_fetch_wait_max), false, 0, 3600 * USEC_PER_SEC },
+        { { "relay_sweep_interval", "DURATION", "How often expired messages are deleted" },
+          CONFIG_DURATION, offsetof(Config, relay_sweep_interval), false, USEC_PER_SEC, 24 * 3600 * USEC_PER_SEC },
+        { { "keys_bundle_rate", "RATE", "KEYS_BUNDLE requests per requester identity, or off" },
+          CONFIG_RATE, offsetof(Config, keys_bundle_rate), false, 0, 0 },
+        { { "keys_bundle_burst", "N", "KEYS_BUNDLE requests one requester may make at once above keys_bundle_rate" },
+          CONFIG_COUNT, offsetof(Config, keys_bundle_burst), false, 1, 1000000 },
+        { { "keys_bundle_target_rate", "RATE", "KEYS_BUNDLE requests per requester for one mailbox, or off" },
+          CONFIG_RATE, offsetof(Config, keys_bundle_target_rate), false, 0, 0 },
+        { { "keys_bundle_target_burst", "N", "KEYS_BUNDLE requests for one mailbox at once above keys_bundle_target_rate" },
+          CONFIG_COUNT, offsetof(Config, keys_bundle_target_burst), false, 1, 1000000 },
         { { "log_level", "LEVEL", "debug, info, notice, warning or err" },
           CONFIG_LOG_LEVEL, offsetof(Config, log_level), false, 0, 0 },
 };
@@ -137,6 +167,20 @@ int config_init(Config *c) {
                 .server_cert_lifetime = 30 * 24 * 3600 * USEC_PER_SEC,
                 .enroll_rate_limit = 10,
                 .enroll_rate_interval = 60 * USEC_PER_SEC,
+                .relay_message_max = 96 * 1024,
+                .relay_ttl = 30 * 24 * 3600 * USEC_PER_SEC,
+                .relay_mailbox_max_messages = 10000,
+                .relay_mailbox_max_bytes = UINT64_C(256) << 20,
+                .relay_send_rate = USEC_PER_SEC / 1000,         /* 1000/s */
+                .relay_send_burst = 1000,
+                .relay_recipient_rate = USEC_PER_SEC / 2000,    /* 2000/s */
+                .relay_recipient_burst = 4000,
+                .relay_fetch_wait_max = 60 * USEC_PER_SEC,
+                .relay_sweep_interval = 60 * USEC_PER_SEC,
+                .keys_bundle_rate = USEC_PER_SEC / 10,          /* 10/s */
+                .keys_bundle_burst = 50,
+                .keys_bundle_target_rate = 6 * USEC_PER_SEC,    /* 10/min */
+                .keys_bundle_target_burst = 5,
                 .log_level = LOG_INFO,
         };
         c->state_dir = strdup(SECD_STATE_DIR_DEFAULT);
@@ -267,6 +311,53 @@ static int path_make_absolute(const char *p, char **ret) {
         return 0;
 }
 
+/*
+ * "N/s", "N/min", "N/h", "N/d" or a bare N (per second), N in 1..1000000;
+ * "off" or "0" for no limit. The result is the usec between two requests.
+ */
+static int parse_rate(const char *s, uint64_t *ret) {
+        static const struct {
+                const char *unit;
+                uint64_t usec;
+        } units[] = {
+                { "s", USEC_PER_SEC }, { "sec", USEC_PER_SEC }, { "min", 60 * USEC_PER_SEC },
+                { "m", 60 * USEC_PER_SEC }, { "h", 3600 * USEC_PER_SEC }, { "d", 24 * 3600 * USEC_PER_SEC },
+        };
+        char number[32];
+        const char *slash;
+        uint64_t n, per = USEC_PER_SEC;
+        size_t l;
+        int r;
+
+        if (streq(s, "off") || streq(s, "0")) {
+                *ret = 0;
+                return 0;
+        }
+        slash = strchr(s, '/');
+        l = slash ? (size_t) (slash - s) : strlen(s);
+        if (l == 0 || l >= sizeof number)
+                return -EINVAL;
+        memcpy(number, s, l);
+        number[l] = '\0';
+        r = parse_uint64(number, &n);
+        if (r < 0)
+                return r;
+        if (n < 1 || n > 1000000)
+                return -ERANGE;
+        if (slash) {
+                size_t i;
+
+                for (i = 0; i < ELEMENTSOF(units); i++)
+                        if (streq(slash + 1, units[i].unit))
+                                break;
+                if (i >= ELEMENTSOF(units))
+                        return -EINVAL;
+                per = units[i].usec;
+        }
+        *ret = per / n;
+        return 0;
+}
+
 int config_set(Config *c, const char *key, const char *value, char **ret_reason) {
         const ConfigKey *k = config_key_find(key);
         uint64_t v;
@@ -354,6 +445,16 @@ int config_set(Config *c, const char *key, const char *value, char **ret_reason)
                 }
                 break;
 
+        case CONFIG_RATE:
+                r = parse_rate(value, &v);
+                if (r < 0) {
+                        reason(ret_reason, "%s: \"%s\" is not a rate such as 100/s, 10/min or off (1 to 1000000 per unit)",
+                               key, value);
+                        return r;
+                }
+                *FIELD(c, k, uint64_t) = v;
+                return 0;
+
         case CONFIG_LOG_LEVEL:
                 r = log_level_from_string(value);
                 if (r < 0) {
@@ -393,7 +494,7 @@ static char *strip(char *s) {
 int config_load_file(Config *c, const char *path, char **ret_error) {
         _cleanup_fclose_ FILE *f = NULL;
         char buf[CONFIG_LINE_MAX + 2];
-        unsigned line = 0;
+        unsigned line = 0, frame_line = 0;
         int r;
 
         f = fopen(path, "re");
@@ -444,12 +545,41 @@ int config_load_file(Config *c, const char *path, char **ret_error) {
                                 *ret_error = strdup_printf("%s:%u: %s", path, line, why ?: strerror(-r));
                         return r == -ENOENT ? -EINVAL : r;
                 }
+                if (streq(key, "relay_message_max") || streq(key, "frame_payload_max"))
+                        frame_line = line;
         }
         if (ferror(f)) {
                 r = -EIO;
                 if (ret_error)
                         *ret_error = strdup_printf("%s: read error", path);
                 return r;
+        }
+        /* The file's own pair is judged here, where the line can be named. */
+        if (frame_line > 0) {
+                _cleanup_free_ char *why = NULL;
+
+                r = config_check(c, &why);
+                if (r < 0) {
+                        if (ret_error)
+                                *ret_error = strdup_printf("%s:%u: %s", path, frame_line, why ?: strerror(-r));
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* A SEND carries the recipient and the client message id besides its blob. */
+#define CONFIG_SEND_OVERHEAD RELAY_SEND_HEADER_SIZE
+
+int config_check(const Config *c, char **ret_error) {
+        /* A message that can be sent must also come back in one FETCH reply (38 bytes of headers). */
+        if (c->relay_message_max + CONFIG_SEND_OVERHEAD > c->frame_payload_max) {
+                reason(ret_error,
+                       "relay_message_max (%" PRIu64 " bytes) does not fit in a frame: frame_payload_max (%" PRIu64
+                       " bytes) must be at least %" PRIu64 " bytes, or relay_message_max at most %" PRIu64 " bytes",
+                       c->relay_message_max, c->frame_payload_max, c->relay_message_max + CONFIG_SEND_OVERHEAD,
+                       c->frame_payload_max > CONFIG_SEND_OVERHEAD ? c->frame_payload_max - CONFIG_SEND_OVERHEAD : 0);
+                return -EINVAL;
         }
         return 0;
 }

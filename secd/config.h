@@ -39,6 +39,21 @@ typedef struct Config {
         uint64_t server_cert_lifetime;  /* usec: the endpoints' server certificate */
         uint64_t enroll_rate_limit;     /* Enroll.Issue calls per uid per enroll_rate_interval */
         uint64_t enroll_rate_interval;  /* usec */
+        /* Relay and key server (relay.c, keys.c). Rates: usec per request, 0 = no limit. */
+        uint64_t relay_message_max;     /* bytes of one SEND blob; + 48 must fit frame_payload_max */
+        uint64_t relay_ttl;             /* usec a message is kept undelivered */
+        uint64_t relay_mailbox_max_messages; /* queued per mailbox */
+        uint64_t relay_mailbox_max_bytes;    /* queued blob bytes per mailbox */
+        uint64_t relay_send_rate;       /* per sender principal */
+        uint64_t relay_send_burst;
+        uint64_t relay_recipient_rate;  /* per recipient mailbox */
+        uint64_t relay_recipient_burst;
+        uint64_t relay_fetch_wait_max;  /* usec a FETCH may wait (long poll) */
+        uint64_t relay_sweep_interval;  /* usec between expiry sweeps */
+        uint64_t keys_bundle_rate;      /* KEYS_BUNDLE per requester principal */
+        uint64_t keys_bundle_burst;
+        uint64_t keys_bundle_target_rate; /* KEYS_BUNDLE per (requester, mailbox) */
+        uint64_t keys_bundle_target_burst;
         int log_level;                  /* LOG_* */
 } Config;
 
@@ -60,6 +75,13 @@ int config_set(Config *c, const char *key, const char *value, char **ret_reason)
  * malloc'd "path:line: reason" in *ret_error.
  */
 int config_load_file(Config *c, const char *path, char **ret_error);
+
+/*
+ * Checks across keys, once the file and the command line are applied: a
+ * SEND of relay_message_max must fit in frame_payload_max. -EINVAL with a
+ * malloc'd reason in *ret_error (may be NULL).
+ */
+int config_check(const Config *c, char **ret_error);
 
 /*
  * Restart-only keys whose value differs between running and loaded; for
