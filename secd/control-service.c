@@ -9,6 +9,7 @@
 #include "hash-pool.h"
 #include "interfaces.h"
 #include "log.h"
+#include "relay.h"
 #include "secd-messages.h"
 
 #define AUDIT_TAIL_DEFAULT 20
@@ -63,6 +64,94 @@ static int control_status_add_tls(Manager *m, json_object *reply) {
                 return -ENOMEM;
         }
         return add_obj(reply, "hash_pool", pool) < 0 ? -ENOMEM : 0;
+}
+
+static json_object *status_refusals(const RelayRefusals *f) {
+        const struct {
+                const char *name;
+                uint64_t value;
+        } fields[] = {
+                { "bad_payload", f->bad_payload },
+                { "not_registered", f->not_registered },
+                { "bad_signature", f->bad_signature },
+                { "not_owner", f->not_owner },
+                { "mailbox_busy", f->mailbox_busy },
+                { "no_such_mailbox", f->no_such_mailbox },
+                { "quota_exceeded", f->quota_exceeded },
+                { "rate_limited", f->rate_limited },
+                { "message_too_large", f->message_too_large },
+                { "no_keys", f->no_keys },
+                { "busy", f->busy },
+                { "already_registered", f->already_registered },
+                { "internal", f->internal },
+        };
+        json_object *o = json_object_new_object();
+
+        for (size_t i = 0; o && i < ELEMENTSOF(fields); i++)
+                if (add_int(o, fields[i].name, (int64_t) fields[i].value) < 0) {
+                        json_object_put(o);
+                        return NULL;
+                }
+        return o;
+}
+
+/*
+ * The relay and key server (issue 5): counters since start, and what the
+ * store holds now. The store numbers are read on the loop's own handle
+ * (admin path, a few aggregate queries); when that fails they are left out
+ * and the counters are still reported.
+ */
+static int control_status_add_relay(Manager *m, json_object *reply) {
+        _cleanup_(json_object_unrefp) json_object *relay = NULL, *keys = NULL;
+        const RelayCounters *rc;
+        const KeysCounters *kc;
+        DbRelayStats rs;
+        DbKeysStats ks;
+        int r;
+
+        if (!m->relay)
+                return 0;
+        rc = relay_get_counters(m->relay);
+        kc = relay_get_keys_counters(m->relay);
+        relay = json_object_new_object();
+        keys = json_object_new_object();
+        if (!relay || !keys)
+                return -ENOMEM;
+
+        r = db_relay_stats(m->db, &rs);
+        if (r < 0)
+                log_warning_errno(r, "Status: cannot read the relay's store statistics: %m (%s)", db_last_error(m->db));
+        else if (add_int(relay, "mailboxes", (int64_t) rs.mailboxes) < 0 ||
+                 add_int(relay, "messages", (int64_t) rs.messages) < 0 ||
+                 add_int(relay, "bytes", (int64_t) rs.bytes) < 0 || add_int(relay, "oldest_usec", rs.oldest_usec) < 0)
+                return -ENOMEM;
+        if (add_int(relay, "registered", (int64_t) rc->registered) < 0 ||
+            add_int(relay, "mailboxes_created", (int64_t) rc->mailboxes_created) < 0 ||
+            add_int(relay, "stored", (int64_t) rc->stored) < 0 ||
+            add_int(relay, "duplicates", (int64_t) rc->duplicates) < 0 ||
+            add_int(relay, "fetched", (int64_t) rc->fetched) < 0 || add_int(relay, "acked", (int64_t) rc->acked) < 0 ||
+            add_int(relay, "expired", (int64_t) rc->expired) < 0 ||
+            add_int(relay, "fetch_waits", (int64_t) rc->fetch_waits) < 0 ||
+            add_obj(relay, "refused", status_refusals(&rc->refused)) < 0)
+                return -ENOMEM;
+
+        r = db_keys_stats(m->db, &ks);
+        if (r < 0)
+                log_warning_errno(r, "Status: cannot read the key server's store statistics: %m (%s)",
+                                  db_last_error(m->db));
+        else if (add_int(keys, "published", (int64_t) ks.published) < 0 ||
+                 add_int(keys, "one_time_prekeys", (int64_t) ks.one_time_prekeys) < 0 ||
+                 add_int(keys, "exhausted", (int64_t) ks.exhausted) < 0)
+                return -ENOMEM;
+        if (add_int(keys, "publishes", (int64_t) kc->published) < 0 ||
+            add_int(keys, "bundles_served", (int64_t) kc->bundles) < 0 ||
+            add_int(keys, "bundles_without_one_time", (int64_t) kc->bundles_without_otk) < 0 ||
+            add_obj(keys, "refused", status_refusals(&kc->refused)) < 0)
+                return -ENOMEM;
+
+        if (add_obj(reply, "relay", TAKE_PTR(relay)) < 0 || add_obj(reply, "keys", TAKE_PTR(keys)) < 0)
+                return -ENOMEM;
+        return 0;
 }
 
 int control_status_get(ControlConnection *c, const VarlinkCall *call) {
@@ -126,6 +215,9 @@ int control_status_get(ControlConnection *c, const VarlinkCall *call) {
         if (add_obj(reply, "hash_cache", hc) < 0)
                 return -ENOMEM;
         r = control_status_add_tls(m, reply);
+        if (r < 0)
+                return r;
+        r = control_status_add_relay(m, reply);
         if (r < 0)
                 return r;
         return control_reply(c, TAKE_PTR(reply), false);

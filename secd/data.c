@@ -6,9 +6,10 @@
 
 #include "admission.h"
 #include "ca.h"
-#include "data.h"
+#include "data-internal.h"
 #include "frame.h"
 #include "log.h"
+#include "relay.h"
 #include "tls.h"
 
 /*
@@ -55,6 +56,7 @@ struct DataConnection {
         bool have_cert;
         bool resumed;
         uint64_t frames_in;
+        RelaySession *relay;            /* relay and key-server state (relay.c), NULL until used */
 };
 
 static uint64_t data_next_id = 1;
@@ -72,6 +74,8 @@ static DataConnection *data_connection_free(DataConnection *c) {
         if (!c)
                 return NULL;
         m = c->manager;
+        /* First: the relay detaches its jobs in flight and gives up the mailbox. */
+        c->relay = relay_session_free(c->relay);
         if (c->prev)
                 c->prev->next = c->next;
         else
@@ -188,6 +192,15 @@ static void data_handle_frame(DataConnection *c, const FrameHeader *h, const uin
         case FRAME_PING:
                 if (data_queue_frame(c, FRAME_PONG, h->request_id, payload, h->length) < 0)
                         data_fail(c, h->request_id, FRAME_ERROR_INTERNAL, "out of memory");
+                return;
+        case FRAME_REGISTER:
+        case FRAME_SEND:
+        case FRAME_FETCH:
+        case FRAME_ACK:
+        case FRAME_KEYS_PUBLISH:
+        case FRAME_KEYS_BUNDLE:
+        case FRAME_KEYS_COUNT:
+                relay_handle_frame(c, h, payload);
                 return;
         default: {
                 char msg[64];
@@ -481,6 +494,11 @@ static int data_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 data_connection_free(c);
                 return 0;
         case DATA_OPEN:
+                /* A waiting FETCH or a request in the writer is activity, not idleness. */
+                if (relay_session_busy(c->relay)) {
+                        (void) data_timer_set(c, c->manager->config.data_idle_timeout);
+                        return 0;
+                }
                 data_fail(c, 0, FRAME_ERROR_IDLE_TIMEOUT, "idle timeout");
                 data_run(c);
                 return 0;
@@ -586,4 +604,67 @@ void data_stop(Manager *m) {
 void data_free_all(Manager *m) {
         while (m->data_connections)
                 data_connection_free(m->data_connections);
+}
+
+/* data-internal.h: what the relay and the key server see of a connection. */
+
+Manager *data_connection_manager(const DataConnection *c) {
+        return c->manager;
+}
+
+uint64_t data_connection_id(const DataConnection *c) {
+        return c->id;
+}
+
+const char *data_connection_endpoint(const DataConnection *c) {
+        return data_ep(c);
+}
+
+const CertIdentity *data_connection_cert(const DataConnection *c) {
+        return &c->cert;
+}
+
+gnutls_session_t data_connection_session(const DataConnection *c) {
+        return c->session;
+}
+
+RelaySession **data_connection_relay(DataConnection *c) {
+        return &c->relay;
+}
+
+bool data_connection_is_open(const DataConnection *c) {
+        return c->state == DATA_OPEN;
+}
+
+/* Flush from the loop's next iteration: the caller may be a writer completion, outside our I/O callback. */
+static void data_connection_kick(DataConnection *c) {
+        if (sd_event_source_set_enabled(c->defer_source, SD_EVENT_ONESHOT) < 0)
+                data_fail(c, 0, FRAME_ERROR_INTERNAL, "cannot schedule a reply");
+}
+
+int data_connection_reply(DataConnection *c, uint8_t type, uint32_t request_id, const void *payload, uint32_t len) {
+        int r;
+
+        if (c->state != DATA_OPEN)
+                return 0;
+        r = data_queue_frame(c, type, request_id, payload, len);
+        if (r < 0) {
+                data_fail(c, request_id, FRAME_ERROR_INTERNAL, "out of memory");
+                data_connection_kick(c);
+                return r;
+        }
+        data_connection_kick(c);
+        return 0;
+}
+
+void data_connection_error(DataConnection *c, uint32_t request_id, uint16_t code, const char *message) {
+        if (c->state != DATA_OPEN)
+                return;
+        data_queue_error(c, request_id, code, message);
+        data_connection_kick(c);
+}
+
+void data_connection_touch(DataConnection *c) {
+        if (c->state == DATA_OPEN)
+                (void) data_timer_set(c, c->manager->config.data_idle_timeout);
 }
