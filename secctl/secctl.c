@@ -72,6 +72,10 @@ const CtlVerb ctl_verbs[] = {
           "", "Print the certificate revocation list (PEM)" },
         { "ca",     "show",    0, 0, 0,                      ctl_verb_ca_show,
           "", "Show the CA certificate and its facts" },
+        { "relay",  "stats",   0, 0, 0,                      ctl_verb_relay_stats,
+          "", "Show the relay's mailboxes, queued messages and counters" },
+        { "keys",   "stats",   0, 0, 0,                      ctl_verb_keys_stats,
+          "", "Show the key server's published keys and counters" },
 };
 const size_t ctl_verbs_count = ELEMENTSOF(ctl_verbs);
 

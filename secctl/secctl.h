@@ -264,6 +264,12 @@ int ctl_verb_cert_list(CtlContext *ctx);
 int ctl_verb_cert_revoke(CtlContext *ctx);
 int ctl_verb_cert_crl(CtlContext *ctx);
 int ctl_verb_ca_show(CtlContext *ctx);
+int ctl_verb_relay_stats(CtlContext *ctx);
+int ctl_verb_keys_stats(CtlContext *ctx);
+
+/* verb-relay.c: the relay and keys parts of a Status.Get reply as lines; -ENODATA if absent, -EBADMSG if malformed. */
+int ctl_relay_stats_print(FILE *f, json_object *reply, int64_t now_usec);
+int ctl_keys_stats_print(FILE *f, json_object *reply);
 
 /* verb-cert.c helpers, exposed for the tests */
 
