@@ -386,10 +386,13 @@ class RelayExpiryTest(RelayTestCase):
         db = sqlite3.connect(self.d.db)
         cols = [r[1] for r in db.execute("PRAGMA table_info(messages)")]
         expiry = [c for c in cols if "expir" in c]
-        self.assertEqual(len(expiry), 1, f"no single expiry column in messages: {cols}")
+        received = [c for c in cols if "receiv" in c]
+        self.assertEqual((len(expiry), len(received)), (1, 1), f"messages columns: {cols}")
         past = int((time.time() - 3600) * 1e6)
         with db:
-            n = db.execute(f"UPDATE messages SET {expiry[0]} = ? WHERE id = ?", (past, old)).rowcount
+            # As if received 31 days ago with the default 30-day TTL.
+            n = db.execute(f"UPDATE messages SET {received[0]} = ?, {expiry[0]} = ? WHERE id = ?",
+                           (past - 31 * 86400 * 10**6, past, old)).rowcount
         db.close()
         self.assertEqual(n, 1, f"message {old} is not in the store's messages table")
 

@@ -27,7 +27,7 @@ from secdtest import TIMEOUT, base_env, die_with_parent, sanitizer_report, wait_
 import mtlstest as mt
 from mtlstest import RelayTestCase
 
-ROUNDS = 5
+ROUNDS = 8
 SENDER_SIZES = (64, 700, 3000)      # one sender per size, concurrently
 MAX_PER_SENDER = 100000             # senders stop on the stop file, not on a count
 

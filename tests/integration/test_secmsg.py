@@ -175,6 +175,7 @@ class SecmsgTest(RelayTestCase):
         os.chmod(os.path.join(thief, "identity"), 0o600)
         self.secmsg("recv", home=thief, expect=3)
         # A busy mailbox: another consumer holds it.
+        self.allow_nobody()
         holder = self.tool(uid=NOBODY_UID, name="holder")
         holder.cmd(f"register @{os.path.join(self.bob, 'identity')}", ok=True)
         self.secmsg("recv", uid=NOBODY_UID, home=self.bob, expect=6)
