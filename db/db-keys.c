@@ -25,12 +25,12 @@ static const char *const keys_statement_sql[_DB_STMT_MAX] = {
         [DB_STMT_KEYS_OTKS_DELETE] = "DELETE FROM one_time_prekeys WHERE mailbox_id = ?1",
         [DB_STMT_KEYS_OTK_INSERT] =
                 "INSERT INTO one_time_prekeys(mailbox_id, key_id, public_key, published_usec) VALUES (?1, ?2, ?3, ?4)",
-        /* Only one signed pre-key is kept; should there ever be more, the newest wins. */
+        /* Only one signed pre-key is kept; should there ever be more, the highest id wins (index order). */
         [DB_STMT_KEYS_BUNDLE] =
                 "SELECT mb.identity_key, i.dh_key, i.signature, s.key_id, s.public_key, s.signature "
                 "FROM mailboxes mb JOIN identity_keys i ON i.mailbox_id = mb.id "
                 "JOIN signed_prekeys s ON s.mailbox_id = mb.id "
-                "WHERE mb.id = ?1 ORDER BY s.published_usec DESC, s.key_id DESC LIMIT 1",
+                "WHERE mb.id = ?1 ORDER BY s.key_id DESC LIMIT 1",
         [DB_STMT_KEYS_OTK_FIRST] =
                 "SELECT key_id, public_key FROM one_time_prekeys WHERE mailbox_id = ?1 ORDER BY key_id LIMIT 1",
         [DB_STMT_KEYS_OTK_DELETE] = "DELETE FROM one_time_prekeys WHERE mailbox_id = ?1 AND key_id = ?2",

@@ -177,7 +177,7 @@ static int mailbox_usage_internal(Db *db, int64_t mailbox_id, uint64_t *ret_mess
 }
 
 int db_mailbox_usage(Db *db, int64_t mailbox_id, uint64_t *ret_messages, uint64_t *ret_bytes) {
-        uint64_t messages, bytes;
+        uint64_t messages = 0, bytes = 0;      /* gcc -O3 cannot see that r < 0 returns */
         int r;
 
         if (!db)
@@ -250,7 +250,7 @@ int db_message_insert(Db *db, int64_t mailbox_id, const char *sender, const uint
                       const DbQuota *quota, int64_t *ret_server_id, bool *ret_duplicate) {
         _cleanup_db_txn_ DbTxn txn = {};
         _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
-        uint64_t queued_messages, queued_bytes;
+        uint64_t queued_messages = 0, queued_bytes = 0;        /* for gcc -O3, as above */
         int64_t server_id = 0;
         int r, rc;
 

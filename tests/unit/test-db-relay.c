@@ -156,6 +156,22 @@ static void assert_usage(Db *db, int64_t mailbox, uint64_t messages, uint64_t by
         assert_int_equal(b, bytes);
 }
 
+static void prekey_make(DbPrekey *k, uint32_t id) {
+        k->id = id;
+        for (size_t i = 0; i < sizeof k->key; i++)
+                k->key[i] = (uint8_t) (id + i);
+}
+
+static int publish(Db *db, int64_t mailbox, uint8_t tag, uint32_t spk_id, const DbPrekey *otks, size_t n) {
+        uint8_t dh[32], dh_sig[64], spk[32], spk_sig[64];
+
+        memset(dh, tag, sizeof dh);
+        memset(dh_sig, tag + 1, sizeof dh_sig);
+        memset(spk, tag + 2, sizeof spk);
+        memset(spk_sig, tag + 3, sizeof spk_sig);
+        return db_keys_publish(db, mailbox, dh, dh_sig, spk_id, spk, spk_sig, otks, n, T0);
+}
+
 /* ---- mailboxes ---- */
 
 static void test_register_and_lookup(void **state) {
@@ -721,6 +737,22 @@ static void test_query_plans(void **state) {
         assert_int_equal(db_messages_expire(f->db, T0 + 100, 10, NULL), 0);
         assert_int_equal(db_relay_stats(f->db, &s), 0);
         assert_int_equal(db_mailbox_usage(f->db, a, NULL, NULL), 0);
+        {
+                DbPrekey otks[2];
+                DbKeyBundle bundle;
+                DbKeysStats ks;
+                uint64_t count;
+
+                prekey_make(&otks[0], 5);
+                prekey_make(&otks[1], 6);
+                assert_int_equal(publish(f->db, a, 1, 1, otks, 2), 0);
+                assert_int_equal(publish(f->db, a, 1, 2, otks, 2), 0);
+                assert_int_equal(db_keys_bundle(f->db, a, &bundle), 0);
+                assert_int_equal(db_keys_count(f->db, a, &count), 0);
+                assert_int_equal(db_keys_stats(f->db, &ks), 0);
+        }
+        /* The cascade when a mailbox goes reaches every child table through an index too. */
+        handle_exec(f->db, "DELETE FROM mailboxes");
 
         for (int i = DB_STMT_MAILBOX_BY_KEY; i < _DB_STMT_MAX; i++) {
                 _cleanup_(sqlite3_finalizep) sqlite3_stmt *plan = NULL;
@@ -747,6 +779,31 @@ static void test_query_plans(void **state) {
         assert_non_null(f->db->stmts[DB_STMT_MESSAGE_INSERT]);
         assert_non_null(f->db->stmts[DB_STMT_TOMBSTONE_DELETE]);
         assert_non_null(f->db->stmts[DB_STMT_MESSAGE_DELETE]);
+        assert_non_null(f->db->stmts[DB_STMT_KEYS_OTK_DELETE]);
+
+        /* Deleting a mailbox: the foreign-key lookups in the child tables use an index (mailbox_id first). */
+        {
+                static const char *const children[] = { "messages", "tombstones", "identity_keys", "signed_prekeys",
+                                                        "one_time_prekeys" };
+
+                for (size_t c = 0; c < ELEMENTSOF(children); c++) {
+                        _cleanup_(sqlite3_finalizep) sqlite3_stmt *plan = NULL;
+                        _cleanup_free_ char *sql = NULL;
+                        bool indexed = false;
+
+                        assert_true(asprintf(&sql, "EXPLAIN QUERY PLAN SELECT 1 FROM %s WHERE mailbox_id = 1",
+                                             children[c]) > 0);
+                        assert_int_equal(sqlite3_prepare_v2(f->db->sqlite, sql, -1, &plan, NULL), SQLITE_OK);
+                        while (sqlite3_step(plan) == SQLITE_ROW) {
+                                const char *detail = (const char *) sqlite3_column_text(plan, 3);
+
+                                if (detail && strncmp(detail, "SEARCH ", 7) == 0)
+                                        indexed = true;
+                        }
+                        if (!indexed)
+                                fail_msg("%s: no index on mailbox_id", children[c]);
+                }
+        }
 }
 
 /* ---- migration 2 -> 3 ---- */
@@ -845,22 +902,6 @@ static void test_migration_2_to_3(void **state) {
 }
 
 /* ---- key server ---- */
-
-static void prekey_make(DbPrekey *k, uint32_t id) {
-        k->id = id;
-        for (size_t i = 0; i < sizeof k->key; i++)
-                k->key[i] = (uint8_t) (id + i);
-}
-
-static int publish(Db *db, int64_t mailbox, uint8_t tag, uint32_t spk_id, const DbPrekey *otks, size_t n) {
-        uint8_t dh[32], dh_sig[64], spk[32], spk_sig[64];
-
-        memset(dh, tag, sizeof dh);
-        memset(dh_sig, tag + 1, sizeof dh_sig);
-        memset(spk, tag + 2, sizeof spk);
-        memset(spk_sig, tag + 3, sizeof spk_sig);
-        return db_keys_publish(db, mailbox, dh, dh_sig, spk_id, spk, spk_sig, otks, n, T0);
-}
 
 static void test_keys_publish_and_bundle(void **state) {
         Fixture *f = *state;
