@@ -195,8 +195,8 @@ class KeysRateTest(KeysTestCase):
 class KeysStatsTest(KeysTestCase):
 
     def test_secctl_keys_stats(self):
-        s = self.relay_stats("keys")
-        self.assertEqual((s.get("published"), s.get("one_time_prekeys"), s.get("exhausted")), (0, 0, 0), s)
+        before = self.relay_stats("keys")
+        self.assertEqual((before["published"], before["one_time_prekeys"], before["exhausted"]), (0, 0, 0), before)
         alice, a = self.owner("alice")
         bob, b = self.owner("bob")
         a.cmd("publish 3 1 1", ok=True)
@@ -204,10 +204,19 @@ class KeysStatsTest(KeysTestCase):
         s = self.relay_stats("keys")
         self.assertEqual((s["published"], s["one_time_prekeys"], s["exhausted"]), (2, 4, 0), s)
         a.cmd(f"bundle {bob.hex}", ok=True)
+        a.cmd(f"bundle {bob.hex}", ok=True)          # none left: served without one
+        self.assert_code(a.cmd("publish-bad spk_sig 2"), ERR_BAD_SIGNATURE, "a bad publish")
         s = self.relay_stats("keys")
         self.assertEqual((s["published"], s["one_time_prekeys"], s["exhausted"]), (2, 3, 1), s)
+        self.assertEqual((s["publishes"] - before["publishes"], s["bundles_served"] - before["bundles_served"],
+                          s["bundles_without_one_time"] - before["bundles_without_one_time"]), (2, 2, 1), s)
+        refused = {k: v - before["refused"][k] for k, v in s["refused"].items()}
+        self.assertEqual({k: v for k, v in refused.items() if v}, {"bad_signature": 1}, s)
+        self.assertEqual(self.varlink(self.d).call("io.secd.Status.Get")["keys"], s,
+                         "io.secd.Status.Get and secctl keys stats disagree")
         cp = self.secctl("keys", "stats", expect=0)
         self.assertTrue(cp.stdout.strip(), "secctl keys stats printed nothing")
+        self.assertIn("bad-signature 1", cp.stdout)
 
 
 if __name__ == "__main__":

@@ -462,34 +462,52 @@ class RelayMalformedTest(RelayTestCase):
 
 
 class RelayStatsTest(RelayTestCase):
+    secd_extra_args = ("--relay-mailbox-max-messages", "4")
+
+    def status(self):
+        """io.secd.Status.Get's relay part, straight from the control socket."""
+        return self.varlink(self.d).call("io.secd.Status.Get")["relay"]
 
     def test_secctl_relay_stats_reflect_the_store(self):
         before = self.relay_stats()
-        for key in ("mailboxes", "messages", "bytes"):
-            self.assertIn(key, before, before)
-        self.assertEqual((before["mailboxes"], before["messages"], before["bytes"]), (0, 0, 0))
+        self.assertEqual((before["mailboxes"], before["messages"], before["bytes"], before["oldest_usec"]),
+                         (0, 0, 0, 0), before)
         alice, bob = self.identity("alice"), self.identity("bob")
         t = self.tool()
         t.cmd(f"register {alice.arg}", ok=True)
         u = self.tool(name="bob")
         u.cmd(f"register {bob.arg}", ok=True)
-        t0 = time.time()
-        for size in (10, 200, 3000):
-            t.cmd(f"send {bob.hex} - fill:{size}", ok=True)
+        t0 = time.time() * 1e6
+        for n, size in enumerate((10, 200, 3000)):
+            t.cmd(f"send {bob.hex} {cid(n).hex()} fill:{size}", ok=True)
+        t.cmd(f"send {bob.hex} {cid(0).hex()} fill:10", ok=True)           # a duplicate
+        t.cmd(f"send {bob.hex} {cid(7).hex()} fill:1", ok=True)            # the fourth: the quota
+        self.assertEqual(t.cmd(f"send {bob.hex} {cid(8).hex()} fill:1", ok=False)["error"], "EDQUOT")
+        t.cmd(f"raw {FETCH} 00", ok=True)                                  # bad payload
         s = self.relay_stats()
-        self.assertEqual((s["mailboxes"], s["messages"], s["bytes"]), (2, 3, 3210), s)
-        oldest = [v for k, v in s.items() if k.startswith("oldest")]
-        self.assertTrue(oldest, f"no oldest-message field: {s}")
+        self.assertEqual((s["mailboxes"], s["messages"], s["bytes"]), (2, 4, 3211), s)
+        self.assertLessEqual(t0 - 5e6, s["oldest_usec"], s)
+        self.assertLessEqual(s["oldest_usec"], time.time() * 1e6, s)
+        self.assertEqual((s["stored"], s["duplicates"], s["registered"], s["mailboxes_created"]), (4, 1, 2, 2), s)
+        # Refusals by reason since the start (the setUp probe's FETCH was one NOT_REGISTERED).
+        refused = {k: v - before["refused"][k] for k, v in s["refused"].items()}
+        self.assertEqual({k: v for k, v in refused.items() if v}, {"quota_exceeded": 1, "bad_payload": 1}, s)
+        self.assertEqual(self.status(), s, "io.secd.Status.Get and secctl relay stats disagree")
+
         got = u.cmd("fetch 100 0 0", ok=True)["messages"]
         u.cmd(f"ack {got[0]['id']}", ok=True)
         s = self.relay_stats()
-        self.assertEqual((s["messages"], s["bytes"]), (2, 3200), s)
-        u.cmd(f"ack {got[1]['id']} {got[2]['id']}", ok=True)
+        self.assertEqual((s["messages"], s["bytes"], s["acked"]), (3, 3201, 1), s)
+        self.assertGreaterEqual(s["fetched"], 4, s)
+        u.cmd("ack " + " ".join(str(m["id"]) for m in got[1:]), ok=True)
         s = self.relay_stats()
-        self.assertEqual((s["mailboxes"], s["messages"], s["bytes"]), (2, 0, 0), s)
+        self.assertEqual((s["mailboxes"], s["messages"], s["bytes"], s["oldest_usec"], s["acked"]),
+                         (2, 0, 0, 0, 4), s)
         cp = self.secctl("relay", "stats", expect=0)
-        self.assertRegex(cp.stdout, r"(?i)mailbox", "human output of secctl relay stats")
-        del t0
+        self.assertRegex(cp.stdout, r"(?im)^\s*mailboxes:\s+2\s*$", cp.stdout)
+        self.assertRegex(cp.stdout, r"(?m)^queued: 0 messages, 0 bytes$", cp.stdout)
+        self.assertRegex(cp.stdout, r"(?m)^stored: 4, duplicates 1$", cp.stdout)
+        self.assertRegex(cp.stdout, r"(?m)^refused: .*quota-exceeded 1", cp.stdout)
 
 
 class RelaySocketActivationTest(RelayTestCase):
