@@ -6,6 +6,7 @@
  * pre-key publish/bundle, and the query plans (no full scans).
  */
 #include <dirent.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1102,6 +1103,75 @@ static void test_keys_two_handles(void **state) {
         assert_int_equal(got, DB_OTK_MAX);
 }
 
+typedef struct BundleThread {
+        const char *path;
+        int64_t mailbox;
+        uint32_t got[DB_OTK_MAX];
+        size_t n_got, n_without;
+        int error;
+} BundleThread;
+
+static void *bundle_thread(void *userdata) {
+        BundleThread *t = userdata;
+        _cleanup_(db_closep) Db *db = NULL;
+
+        t->error = db_open(t->path, 0, &db);
+        if (t->error < 0)
+                return NULL;
+        /* Bounded: never more attempts than keys plus a few exhausted answers. */
+        for (size_t i = 0; i < DB_OTK_MAX + 8 && t->n_without < 4; i++) {
+                DbKeyBundle b;
+
+                t->error = db_keys_bundle(db, t->mailbox, &b);
+                if (t->error < 0)
+                        return NULL;
+                if (!b.has_otk)
+                        t->n_without++;
+                else if (t->n_got < DB_OTK_MAX)
+                        t->got[t->n_got++] = b.otk.id;
+                else {
+                        t->error = -E2BIG;
+                        return NULL;
+                }
+        }
+        return NULL;
+}
+
+/* Four threads, each with its own handle on one file, bundling at once: every key goes to exactly one. */
+static void test_keys_concurrent_handles(void **state) {
+        Fixture *f = *state;
+        _cleanup_(db_closep) Db *db = NULL;
+        BundleThread t[4] = {};
+        pthread_t tid[ELEMENTSOF(t)];
+        DbPrekey otks[DB_OTK_MAX];
+        bool seen[DB_OTK_MAX + 1] = {};
+        size_t total = 0;
+        int64_t a;
+
+        assert_int_equal(db_open(f->path, DB_OPEN_CREATE, &db), 0);
+        a = mailbox_new(db, 1, "uid:1");
+        for (uint32_t i = 0; i < DB_OTK_MAX; i++)
+                prekey_make(&otks[i], i + 1);
+        assert_int_equal(publish(db, a, 1, 1, otks, DB_OTK_MAX), 0);
+
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                t[i] = (BundleThread) { .path = f->path, .mailbox = a };
+                assert_int_equal(pthread_create(&tid[i], NULL, bundle_thread, &t[i]), 0);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(t); i++) {
+                assert_int_equal(pthread_join(tid[i], NULL), 0);
+                assert_int_equal(t[i].error, 0);
+                for (size_t k = 0; k < t[i].n_got; k++) {
+                        assert_true(t[i].got[k] >= 1 && t[i].got[k] <= DB_OTK_MAX);
+                        assert_false(seen[t[i].got[k]]);
+                        seen[t[i].got[k]] = true;
+                }
+                total += t[i].n_got;
+        }
+        assert_int_equal(total, DB_OTK_MAX);
+        assert_int_equal(count_rows(db, "one_time_prekeys"), 0);
+}
+
 static void test_keys_stats(void **state) {
         Fixture *f = *state;
         int64_t a = mailbox_new(f->db, 1, "uid:1"), b = mailbox_new(f->db, 2, "uid:2");
@@ -1154,6 +1224,7 @@ int main(void) {
                 T(test_keys_bad_arguments),
                 T(test_keys_in_transaction),
                 T(test_keys_two_handles),
+                T(test_keys_concurrent_handles),
                 T(test_keys_stats),
         };
 
