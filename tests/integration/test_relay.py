@@ -202,6 +202,52 @@ class RelayExchangeTest(RelayTestCase):
         self.assertEqual(len(p), 2 + 3 * (36 + 1000))
 
 
+    def test_pipelined_requests_second_fetch_busy_and_replies_out_of_order(self):
+        bob = self.identity("bob")
+        t, sender = self.tool(name="pipeliner"), self.tool(name="sender")
+        k = t.cmd("tls-open", ok=True)["k"]
+        self.assertEqual(self.assert_reply(t.cmd(f"tls-register {k} {bob.arg}"), REGISTER), b"\x01")
+        waiting = t.cmd(f"tls-send {k} {FETCH} {fetch_payload(10, 1 << 20, 15000).hex()}", ok=True)["request_id"]
+        second = t.cmd(f"tls-send {k} {FETCH} {fetch_payload(10, 1 << 20, 0).hex()}", ok=True)["request_id"]
+        ping = t.cmd(f"tls-send {k} {PING} 7069", ok=True)["request_id"]
+        out = t.cmd(f"tls-recv {k}", ok=True)
+        self.assertEqual(out["request_id"], second, f"first reply: {out}")
+        self.assert_code(out, mt.ERR_BUSY, "a second FETCH while one waits")
+        out = t.cmd(f"tls-recv {k}", ok=True)
+        self.assertEqual((out["request_id"], out["type"], out["payload"]), (ping, 0x81, "7069"))
+        sid = sender.cmd(f"send {bob.hex} - 6c617465", ok=True)["server_id"]
+        out = t.cmd(f"tls-recv {k}", ok=True, timeout=15)
+        self.assertEqual((out["request_id"], out["type"]), (waiting, FETCH | 0x80), out)
+        p = bytes.fromhex(out["payload"])
+        self.assertEqual(struct.unpack(">HQ", p[:10]), (1, sid))
+        self.assertEqual(p[-4:], b"late")
+
+    def test_library_drops_redeliveries_until_acked(self):
+        bob = self.identity("bob")
+        t = self.tool()
+        t.cmd(f"register {bob.arg}", ok=True)
+        sids = [t.cmd(f"send {bob.hex} - 0{i}", ok=True)["server_id"] for i in range(2)]
+        self.assertEqual([m["id"] for m in t.cmd("fetch 10 0 0", ok=True)["messages"]], sids)
+        # secd sends them again (at-least-once); the library hands each out once.
+        p = self.assert_reply(t.cmd(f"raw {FETCH} {fetch_payload().hex()}"), FETCH)
+        self.assertEqual(struct.unpack(">H", p[:2])[0], 2)
+        self.assertEqual(t.cmd("fetch 10 0 0", ok=True)["messages"], [])
+        t.cmd(f"ack {sids[0]} {sids[1]}", ok=True)
+        p = self.assert_reply(t.cmd(f"raw {FETCH} {fetch_payload().hex()}"), FETCH)
+        self.assertEqual(p, b"\x00\x00")
+
+    def test_ack_of_another_mailbox_ids_deletes_nothing(self):
+        alice, bob = self.identity("alice"), self.identity("bob")
+        a, b = self.tool(name="alice"), self.tool(name="bob")
+        a.cmd(f"register {alice.arg}", ok=True)
+        b.cmd(f"register {bob.arg}", ok=True)
+        sids = [b.cmd(f"send {alice.hex} - 0{i}", ok=True)["server_id"] for i in range(3)]
+        self.assertEqual(b.cmd("ack " + " ".join(map(str, sids)), ok=True)["deleted"], 0)
+        p = self.assert_reply(b.cmd(f"raw {ACK} {ack_payload(sids).hex()}"), ACK)
+        self.assertEqual(p, b"\x00\x00")
+        self.assertEqual([m["id"] for m in a.cmd("fetch 10 0 0", ok=True)["messages"]], sids)
+
+
 class RelayProofTest(RelayTestCase):
 
     def test_foreign_key_and_replayed_proofs_are_refused(self):
@@ -290,6 +336,65 @@ class RelayProofTest(RelayTestCase):
         self.assert_code(b.cmd(f"tls-register {k} {bob.arg}"), ERR_ALREADY_REGISTERED,
                          "a second mailbox on a registered connection")
         self.assertEqual(b.cmd(f"tls-raw {k} {PING} 00")["type"], 0x81)
+
+
+    def test_killed_consumer_releases_the_mailbox(self):
+        alice = self.identity("alice")
+        holder = self.tool(name="holder")
+        holder.cmd(f"register {alice.arg}", ok=True)
+        other = self.tool(name="other")
+        self.assertEqual(other.cmd(f"register {alice.arg}", ok=False)["error"], "EBUSY")
+        holder.proc.kill()
+        holder.proc.wait(10)
+
+        def registered():
+            out = other.cmd(f"register {alice.arg}")
+            return out if out.get("error") != "EBUSY" else None
+        out = wait_until(registered, timeout=10, interval=0.05, what="secd to release a dead consumer's mailbox")
+        self.assertTrue(out["ok"], out)
+
+
+class RelayRemoteCertificateTest(RelayTestCase):
+    """A remote principal (secctl cert issue, tcp endpoint) next to a local one."""
+
+    def setUp(self):
+        self.port = mt.free_tcp_port()
+        self.secd_extra_args = ("--tcp-listen", f"127.0.0.1:{self.port}")
+        super().setUp()
+
+    def remote_tool(self, name):
+        out = self.path(f"cert-{name}")
+        os.mkdir(out, 0o700)
+        self.secctl("cert", "issue", name, "--out", out, expect=0)
+        self.add_rule("allow", "--cert", name, "--endpoint", "tcp")
+        files = [os.path.join(out, f) for f in ("ca.crt", f"{name}.crt", f"{name}.key")]
+        for f in files:
+            self.assertTrue(os.path.exists(f), f"secctl cert issue wrote {os.listdir(out)}")
+        args = ["--endpoint", f"127.0.0.1:{self.port}", "--pem", *files, "--timeout", str(int(mt.TIMEOUT * 500))]
+        t = mt.RelayTool(self, self.client, args, name=name)
+        self.assertTrue(t.connect_result.get("ok"), f"{name} did not connect over tcp: {t.connect_result}")
+        return t
+
+    def test_remote_principal_cannot_take_a_local_mailbox(self):
+        alice, rem = self.identity("alice"), self.identity("remote")
+        local = self.tool(name="local")
+        local.cmd(f"register {alice.arg}", ok=True)
+        local.close()                       # no consumer: ownership is what answers
+        r = self.remote_tool("backup-1")
+        self.assertEqual(r.cmd(f"register {alice.arg}", ok=False)["error"], "EPERM")
+        self.assertEqual(r.cmd("fetch 10 0 0", ok=False)["error"], "ENOTCONN")
+        self.assert_code(r.cmd(f"raw {ACK} {ack_payload([1]).hex()}"), ERR_NOT_REGISTERED, "ACK over tcp")
+        self.assertEqual(r.cmd(f"register {rem.arg}", ok=True)["created"], True)
+        i = cid(5, b"X")
+        to_alice = r.cmd(f"send {alice.hex} {i.hex()} 66726f6d2074637020", ok=True)["server_id"]
+        # The same client id from the local principal is another sender's message.
+        local = self.tool(name="local2")
+        local.cmd(f"register {alice.arg}", ok=True)
+        to_rem = local.cmd(f"send {rem.hex} {i.hex()} 6261636b", ok=True)
+        self.assertFalse(to_rem["duplicate"])
+        self.assertEqual([(m["id"], blob_of(m)) for m in local.cmd("fetch 10 0 0", ok=True)["messages"]],
+                         [(to_alice, b"from tcp ")])
+        self.assertEqual([blob_of(m) for m in r.cmd("fetch 10 0 0", ok=True)["messages"]], [b"back"])
 
 
 class RelayQuotaTest(RelayTestCase):
@@ -405,6 +510,7 @@ class RelayExpiryTest(RelayTestCase):
         self.assertEqual([m["id"] for m in got], [new], "an expired message was delivered")
         wait_until(lambda: self.relay_stats()["messages"] == 1, timeout=10,
                    what="the sweep to delete the expired message from the counters")
+        self.assertEqual(self.relay_stats()["expired"], 1)
         db = sqlite3.connect(self.d.db)
         left = [r[0] for r in db.execute("SELECT id FROM messages")]
         db.close()

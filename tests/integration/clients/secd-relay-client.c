@@ -60,6 +60,8 @@
  *                                      (DOMAIN "nodomain": without); prints the payload
  *                                      sent, so a test can replay its bytes
  *   tls-raw K TYPE DATA                one frame on K, its reply
+ *   tls-send K TYPE DATA               one frame on K without waiting: {"request_id":N}
+ *   tls-recv K                         the next frame on K: {"request_id":N,"type":N,...}
  *   tls-close K
  *
  * Exit status: 0 when every command succeeded, 1 otherwise, 2 usage.
@@ -1327,6 +1329,38 @@ static int cmd_tls_raw(Tool *t, json_object *o, char **args, unsigned n) {
         return r;
 }
 
+static int cmd_tls_send(Tool *t, json_object *o, char **args, unsigned n) {
+        TlsConn *k;
+        uint8_t type;
+        uint32_t id;
+        _cleanup_free_ uint8_t *data = NULL;
+        size_t len;
+        if (parse_tls_index(t, args[0], &k) < 0)
+                return -EBADF;
+        if (parse_type(args[1], &type) < 0 || parse_data(args[2], &data, &len) < 0)
+                return -EINVAL;
+        int r = tls_send_frame(k, type, data, len, &id);
+        if (r >= 0)
+                add_u64(o, "request_id", id);
+        return r;
+}
+
+static int cmd_tls_recv(Tool *t, json_object *o, char **args, unsigned n) {
+        TlsConn *k;
+        uint8_t type, *p = NULL;
+        uint32_t id;
+        size_t len;
+        if (parse_tls_index(t, args[0], &k) < 0)
+                return -EBADF;
+        int r = tls_recv_frame(k, &type, &id, &p, &len);
+        if (r >= 0) {
+                add_u64(o, "request_id", id);
+                add_reply(o, type, p, len);
+                free(p);
+        }
+        return r;
+}
+
 /* ---- dispatch ---------------------------------------------------------------------- */
 
 static const Command commands[] = {
@@ -1354,6 +1388,8 @@ static const Command commands[] = {
         { "tls-exporter", 1, 1, cmd_tls_exporter },
         { "tls-register", 2, 5, cmd_tls_register },
         { "tls-raw", 3, 3, cmd_tls_raw },
+        { "tls-send", 3, 3, cmd_tls_send },
+        { "tls-recv", 1, 1, cmd_tls_recv },
 };
 
 /* Run one command; prints its line. Returns < 0 if it failed. */
