@@ -468,8 +468,9 @@ rc=0
 out=$(timeout 60 "${as_nobody[@]}" "$tmp/bin/app-modified" 2>&1) || rc=$?
 [ "$rc" -ne 0 ] || fail "the modified copy was admitted: $out"
 printf '%s\n' "$out" | grep -q '^pong:' && fail "the modified copy got a PONG: $out"
-audit=$(secctl --json audit --limit 50) || fail "secctl audit failed"
-printf '%s\n' "$audit" | grep -q "$bad_sha" || fail "the refusal of $bad_sha is not in the audit trail"
+# The store's writer thread commits audit rows shortly after the decision.
+audited() { secctl --json audit --limit 50 | grep -q "$bad_sha"; }
+wait_for 10 audited || fail "the refusal of $bad_sha is not in the audit trail after 10 s"
 ok "modified copy refused (exit $rc: $(printf '%s' "$out" | head -n 1)), audited with its sha256"
 
 # ----------------------------------------------------------------- 5. stop
