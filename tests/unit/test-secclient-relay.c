@@ -475,6 +475,16 @@ typedef struct TMessage {
         size_t size;
 } TMessage;
 
+/* How the next FETCH is answered (then back to T_FETCH_NORMAL). */
+typedef enum TFetchMode {
+        T_FETCH_NORMAL,
+        T_FETCH_WRONG_TYPE,     /* a KEYS_COUNT reply */
+        T_FETCH_OUT_OF_ORDER,   /* ids 5 then 3 */
+        T_FETCH_TOO_MANY,       /* one more message than max_count */
+        T_FETCH_TRUNCATED,      /* a valid reply without its last byte */
+        T_FETCH_IDLE_CLOSE,     /* ERROR IDLE_TIMEOUT with request id 0, then close */
+} TFetchMode;
+
 typedef struct Relay {
         char dir[64], path[128];
         int listen_fd, stop_pipe[2];
@@ -484,6 +494,7 @@ typedef struct Relay {
         /* Scripted behaviour (set before the client acts). */
         bool drop_first_after_register; /* close the first connection right after its REGISTER reply */
         bool tamper_bundle;             /* flip a bit of spk_sig in KEYS_BUNDLE replies */
+        TFetchMode fetch_mode;
 
         /* State (the server thread's; the test reads it once the server is idle). */
         bool has_mailbox;
@@ -523,6 +534,58 @@ static void t_send_error(gnutls_session_t s, uint32_t id, uint16_t code, const c
                 return;
         (void) gnutls_record_send(s, buf, size);
         free(buf);
+}
+
+/* One FETCH reply item, written by hand (the codec refuses to build bad replies). */
+static size_t t_item(uint8_t *out, uint64_t id, const char *blob) {
+        size_t len = strlen(blob), o = 0;
+
+        for (int i = 7; i >= 0; i--)
+                out[o++] = (uint8_t) (id >> (8 * i));
+        memset(out + o, 0xAB, RELAY_MSG_ID_SIZE);
+        o += RELAY_MSG_ID_SIZE;
+        memset(out + o, 0, 8);
+        o += 8;
+        for (int i = 3; i >= 0; i--)
+                out[o++] = (uint8_t) (len >> (8 * i));
+        memcpy(out + o, blob, len);
+        return o + len;
+}
+
+/* A hostile answer to FETCH; false: close the connection. */
+static bool t_fetch_hostile(gnutls_session_t s, uint32_t request_id, TFetchMode mode, unsigned max_count) {
+        uint8_t buf[4096];
+        size_t n = 2;
+        unsigned count = 0;
+
+        switch (mode) {
+        case T_FETCH_WRONG_TYPE:
+                memset(buf, 0, 4);
+                return t_send_frame(s, FRAME_KEYS_COUNT | FRAME_REPLY_BIT, request_id, buf, 4) == 0;
+        case T_FETCH_OUT_OF_ORDER:
+                n += t_item(buf + n, 5, "five");
+                n += t_item(buf + n, 3, "three");
+                count = 2;
+                break;
+        case T_FETCH_TOO_MANY:
+                for (unsigned i = 0; i <= max_count && i < 50; i++)
+                        n += t_item(buf + n, 100 + i, "m");
+                count = MIN(max_count + 1, 50u);
+                break;
+        case T_FETCH_TRUNCATED:
+                n += t_item(buf + n, 7, "seven");
+                count = 1;
+                n--;
+                break;
+        case T_FETCH_IDLE_CLOSE:
+                t_send_error(s, 0, FRAME_ERROR_IDLE_TIMEOUT, "idle (test)");
+                return false;
+        case T_FETCH_NORMAL:
+                break;
+        }
+        buf[0] = (uint8_t) (count >> 8);
+        buf[1] = (uint8_t) count;
+        return t_send_frame(s, FRAME_FETCH | FRAME_REPLY_BIT, request_id, buf, (uint32_t) n) == 0;
 }
 
 /* Handle one request; false: close the connection. */
@@ -618,6 +681,11 @@ static bool t_handle(Relay *rl, gnutls_session_t s, bool *registered, const Fram
                         t_send_error(s, h->request_id, FRAME_ERROR_NOT_REGISTERED, "register first");
                         return true;
                 }
+                if (__atomic_load_n(&rl->fetch_mode, __ATOMIC_SEQ_CST) != T_FETCH_NORMAL) {
+                        TFetchMode mode = __atomic_exchange_n(&rl->fetch_mode, T_FETCH_NORMAL, __ATOMIC_SEQ_CST);
+
+                        return t_fetch_hostile(s, h->request_id, mode, f.max_count);
+                }
                 /* Everything not acknowledged, every time: at-least-once on the wire. */
                 n = MIN(rl->n_msgs, (size_t) f.max_count);
                 for (size_t i = 0; i < n; i++)
@@ -711,7 +779,7 @@ static bool t_handle(Relay *rl, gnutls_session_t s, bool *registered, const Fram
                         b.has_otk = true;
                         b.otk = rl->keys.otks[--rl->keys.n_otks];
                 }
-                if (rl->tamper_bundle)
+                if (__atomic_load_n(&rl->tamper_bundle, __ATOMIC_SEQ_CST))
                         b.spk_sig[10] ^= 0x04;
                 n = relay_bundle_build(&b, small);
                 return t_send_frame(s, FRAME_KEYS_BUNDLE | FRAME_REPLY_BIT, h->request_id, small, (uint32_t) n) == 0;
@@ -983,6 +1051,59 @@ static void test_wire_reconnect_registers_again(void **state) {
         pki_done(&pki);
 }
 
+static void test_wire_hostile_fetch(void **state) {
+        static const struct {
+                TFetchMode mode;
+                int expect;
+        } cases[] = {
+                { T_FETCH_WRONG_TYPE,   -EBADMSG },
+                { T_FETCH_OUT_OF_ORDER, -EBADMSG },
+                { T_FETCH_TOO_MANY,     -EBADMSG },
+                { T_FETCH_TRUNCATED,    -EBADMSG },
+                { T_FETCH_IDLE_CLOSE,   -ETIMEDOUT },
+        };
+        uint8_t seed[32], me[32];
+        secclient_message *m = NULL;
+        Relay rl = {};
+        size_t n = 0;
+        secclient *c;
+        Pki pki;
+
+        pki_init(&pki);
+        relay_start(&rl, &pki);
+        assert_int_equal(secclient_identity_generate(seed, me), 0);
+        c = relay_client(&rl, &pki, 14);
+        assert_int_equal(secclient_register(c, seed, NULL), 0);
+        assert_int_equal(secclient_relay_send(c, me, NULL, "kept", 4, NULL, NULL), 0);
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                __atomic_store_n(&rl.fetch_mode, cases[i].mode, __ATOMIC_SEQ_CST);
+                m = (void *) 1;
+                n = 99;
+                assert_int_equal(secclient_relay_fetch(c, 2, 0, 0, &m, &n), cases[i].expect);
+                /* Nothing handed out from a bad reply, and the outputs are untouched. */
+                assert_ptr_equal(m, (void *) 1);
+                assert_int_equal(n, 99);
+                assert_non_null(secclient_last_error(c));
+        }
+
+        /*
+         * After the idle close, the next call reconnects and registers again;
+         * the message pending all along arrives once: no bad reply marked it.
+         */
+        assert_int_equal(secclient_relay_fetch(c, 10, 0, 0, &m, &n), 0);
+        assert_int_equal(n, 1);
+        assert_memory_equal(m[0].data, "kept", 4);
+        secclient_messages_free(m, n);
+        secclient_free(c);
+
+        relay_stop(&rl);
+        assert_int_equal(rl.n_connections, 2);
+        assert_int_equal(rl.n_registers, 2);
+        pki_done(&pki);
+        explicit_bzero(seed, sizeof seed);
+}
+
 static void test_wire_keys(void **state) {
         uint8_t seed[32], me[32], other_seed[32], other[32], dh_priv[32], dh[32], spk_priv[32], spk[32];
         secclient_prekey otk[3];
@@ -1031,10 +1152,10 @@ static void test_wire_keys(void **state) {
         /* The relay answers with this mailbox's bundle when another was asked: refused. */
         assert_int_equal(secclient_keys_bundle(c, other, &b), -EBADMSG);
         /* A signature that does not verify: refused. */
-        rl.tamper_bundle = true;
+        __atomic_store_n(&rl.tamper_bundle, true, __ATOMIC_SEQ_CST);
         assert_int_equal(secclient_keys_bundle(c, me, &b), -EBADMSG);
         assert_non_null(secclient_last_error(c));
-        rl.tamper_bundle = false;
+        __atomic_store_n(&rl.tamper_bundle, false, __ATOMIC_SEQ_CST);
         assert_int_equal(secclient_keys_bundle(c, me, &b), 0);
         assert_false(b.has_one_time); /* the three are gone */
 
@@ -1059,6 +1180,7 @@ int main(void) {
                 cmocka_unit_test(test_bundle_verify),
                 cmocka_unit_test(test_wire_messages),
                 cmocka_unit_test(test_wire_reconnect_registers_again),
+                cmocka_unit_test(test_wire_hostile_fetch),
                 cmocka_unit_test(test_wire_keys),
         };
 
