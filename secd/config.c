@@ -474,6 +474,8 @@ int config_set(Config *c, const char *key, const char *value, char **ret_reason)
                 return -ERANGE;
         }
         *FIELD(c, k, uint64_t) = v;
+        if (k->offset == offsetof(Config, relay_message_max))
+                c->relay_message_max_set = true;
         return 0;
 }
 
@@ -554,8 +556,11 @@ int config_load_file(Config *c, const char *path, char **ret_error) {
                         *ret_error = strdup_printf("%s: read error", path);
                 return r;
         }
-        /* The file's own pair is judged here, where the line can be named. */
-        if (frame_line > 0) {
+        /*
+         * A relay_message_max set here is judged here, where the line can be named
+         * (a default one is fitted later, once the command line is applied too).
+         */
+        if (frame_line > 0 && c->relay_message_max_set) {
                 _cleanup_free_ char *why = NULL;
 
                 r = config_check(c, &why);
@@ -571,17 +576,21 @@ int config_load_file(Config *c, const char *path, char **ret_error) {
 /* A SEND carries the recipient and the client message id besides its blob. */
 #define CONFIG_SEND_OVERHEAD RELAY_SEND_HEADER_SIZE
 
-int config_check(const Config *c, char **ret_error) {
+int config_check(Config *c, char **ret_error) {
         /* A message that can be sent must also come back in one FETCH reply (38 bytes of headers). */
-        if (c->relay_message_max + CONFIG_SEND_OVERHEAD > c->frame_payload_max) {
-                reason(ret_error,
-                       "relay_message_max (%" PRIu64 " bytes) does not fit in a frame: frame_payload_max (%" PRIu64
-                       " bytes) must be at least %" PRIu64 " bytes, or relay_message_max at most %" PRIu64 " bytes",
-                       c->relay_message_max, c->frame_payload_max, c->relay_message_max + CONFIG_SEND_OVERHEAD,
-                       c->frame_payload_max > CONFIG_SEND_OVERHEAD ? c->frame_payload_max - CONFIG_SEND_OVERHEAD : 0);
-                return -EINVAL;
+        if (c->relay_message_max + CONFIG_SEND_OVERHEAD <= c->frame_payload_max)
+                return 0;
+        if (!c->relay_message_max_set) {
+                /* frame_payload_max is at least 1K: this stays >= 976. */
+                c->relay_message_max = c->frame_payload_max - CONFIG_SEND_OVERHEAD;
+                return 0;
         }
-        return 0;
+        reason(ret_error,
+               "relay_message_max (%" PRIu64 " bytes) does not fit in a frame: frame_payload_max (%" PRIu64
+               " bytes) must be at least %" PRIu64 " bytes, or relay_message_max at most %" PRIu64 " bytes",
+               c->relay_message_max, c->frame_payload_max, c->relay_message_max + CONFIG_SEND_OVERHEAD,
+               c->frame_payload_max > CONFIG_SEND_OVERHEAD ? c->frame_payload_max - CONFIG_SEND_OVERHEAD : 0);
+        return -EINVAL;
 }
 
 int config_keep_restart_only(const Config *running, Config *loaded, const char ***ret_names) {

@@ -41,6 +41,7 @@ typedef struct Config {
         uint64_t enroll_rate_interval;  /* usec */
         /* Relay and key server (relay.c, keys.c). Rates: usec per request, 0 = no limit. */
         uint64_t relay_message_max;     /* bytes of one SEND blob; + 48 must fit frame_payload_max */
+        bool relay_message_max_set;     /* configured, not the default (config_check()) */
         uint64_t relay_ttl;             /* usec a message is kept undelivered */
         uint64_t relay_mailbox_max_messages; /* queued per mailbox */
         uint64_t relay_mailbox_max_bytes;    /* queued blob bytes per mailbox */
@@ -78,10 +79,12 @@ int config_load_file(Config *c, const char *path, char **ret_error);
 
 /*
  * Checks across keys, once the file and the command line are applied: a
- * SEND of relay_message_max must fit in frame_payload_max. -EINVAL with a
- * malloc'd reason in *ret_error (may be NULL).
+ * SEND of relay_message_max must fit in frame_payload_max. A configured
+ * relay_message_max that does not is -EINVAL with a malloc'd reason in
+ * *ret_error (may be NULL); the default one is lowered to fit, so a small
+ * frame_payload_max alone stays a valid configuration.
  */
-int config_check(const Config *c, char **ret_error);
+int config_check(Config *c, char **ret_error);
 
 /*
  * Restart-only keys whose value differs between running and loaded; for
