@@ -7,7 +7,10 @@ there exactly once, intact, under the server id its ack named.
 Several secd-relay-client crash-send processes send numbered messages with
 distinct client ids and retry each (same id) across secd's deaths; a
 sender appends "client-id server-id" to its log only after the durable ack
-and fsyncs it. Rounds are bounded (ROUNDS kills, each after the senders
+and fsyncs it. A crash-recv consumer fetches and acknowledges meanwhile,
+logging each message before its ACK and each ACK secd confirmed: no
+confirmed ACK may be undone by a crash, and what it saw plus what is left
+must hold every acknowledged send, one server id per client id. Rounds are bounded (ROUNDS kills, each after the senders
 made progress on the new incarnation, at a random moment); the random seed
 is printed on failure so a run can be repeated.
 """
@@ -63,6 +66,16 @@ class RelayCrashTest(RelayTestCase):
         stop = self.path("stop")
         self.logs = [self.path(f"sender{i}.log") for i in range(len(SENDER_SIZES))]
         senders = []
+        # A consumer fetches and acknowledges all along, across the kills too.
+        consumer_log = self.path("consumer.log")
+        out = open(self.path("consumer.out"), "wb")
+        self.addCleanup(out.close)
+        consumer = subprocess.Popen([self.client, "--enroll-socket", self.d.enroll, "--endpoint", self.d.data,
+                                     "--timeout", "3000", "crash-recv", bob.arg, consumer_log,
+                                     str(int(TIMEOUT * 4000)), stop],
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=base_env(),
+                                    cwd="/", preexec_fn=die_with_parent)
+        self.addCleanup(lambda: consumer.poll() is None and (consumer.kill(), consumer.wait()))
         for i, size in enumerate(SENDER_SIZES):
             out = open(self.path(f"sender{i}.out"), "wb")
             self.addCleanup(out.close)
@@ -108,6 +121,17 @@ class RelayCrashTest(RelayTestCase):
             lines = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
             results.append(lines[-1] if lines else {})
             self.assertEqual(p.returncode, 0, f"sender {i} failed {note}: {text[-2000:]}")
+        try:
+            consumer.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.fail(f"the consumer did not stop {note}")
+        with open(self.path("consumer.out"), errors="replace") as f:
+            text = f.read()
+        report = sanitizer_report(text)
+        if report:
+            self.fail(f"consumer: sanitizer report:\n{report}")
+        self.assertEqual(consumer.returncode, 0, f"the consumer failed {note}: {text[-2000:]}")
+        consumer_result = json.loads(text.splitlines()[-1])
         elapsed = time.monotonic() - started
 
         # What the senders know was acknowledged.
@@ -134,12 +158,27 @@ class RelayCrashTest(RelayTestCase):
         got = r.cmd("drain", ok=True, timeout=60)["messages"]
         r.close()
 
+        # What the consumer saw (logged before its ACK) and what secd confirmed it deleted.
+        seen, consumer_acked = [], set()
+        with open(consumer_log) as f:
+            for line in f:
+                self.assertTrue(line.endswith("\n"), f"consumer: torn log line {line!r}")
+                parts = line.split()
+                if parts[0] == "R":
+                    seen.append({"cid": parts[1], "id": int(parts[2]), "sha256": parts[3], "len": None})
+                else:
+                    consumer_acked.add(int(parts[1]))
+
+        drained_ids = {m["id"] for m in got}
+        self.assertEqual(sorted(drained_ids & consumer_acked), [],
+                         f"messages whose ACK secd acknowledged came back after a crash {note}")
         by_cid = {}
-        for m in got:
+        for m in seen + got:
             by_cid.setdefault(m["cid"], []).append(m)
         foreign = [c for c in by_cid if not c.startswith(b"CRSH".hex())]
         self.assertEqual(foreign, [], f"messages nobody sent {note}")
-        twice = {c: [m["id"] for m in ms] for c, ms in by_cid.items() if len(ms) > 1}
+        # At-least-once on the wire, but one stored message (one server id) per client id.
+        twice = {c: sorted({m["id"] for m in ms}) for c, ms in by_cid.items() if len({m["id"] for m in ms}) > 1}
         self.assertEqual(twice, {}, f"messages stored more than once {note}")
         missing = sorted(c for c in acked if c not in by_cid)
         self.assertEqual(missing, [], f"{len(missing)} acknowledged messages lost {note}; kills after "
@@ -147,12 +186,11 @@ class RelayCrashTest(RelayTestCase):
         wrong = {c: (acked[c][0], by_cid[c][0]["id"]) for c in acked if by_cid[c][0]["id"] != acked[c][0]}
         self.assertEqual(wrong, {}, f"acknowledged server ids differ from the stored ones {note}")
         corrupt = []
-        for c, (m,) in by_cid.items():
+        for c, ms in by_cid.items():
             cid = bytes.fromhex(c)
             size = SENDER_SIZES[struct.unpack(">I", cid[4:8])[0]]
-            data = mt.fill_pattern(size, cid)
-            if m["len"] != size or m["sha256"] != hashlib.sha256(data).hexdigest():
-                corrupt.append(m)
+            digest = hashlib.sha256(mt.fill_pattern(size, cid)).hexdigest()
+            corrupt += [m for m in ms if m["sha256"] != digest or m["len"] not in (None, size)]
         self.assertEqual(corrupt, [], f"corrupt messages {note}")
         # Each sender waits for an ack before its next message: its ids grow with its counter.
         for i in range(len(SENDER_SIZES)):
@@ -162,17 +200,20 @@ class RelayCrashTest(RelayTestCase):
         self.assertEqual([m["id"] for m in got], sorted(m["id"] for m in got), "FETCH order")
         if stats is not None:
             self.assertEqual(stats["messages"], len(got), f"relay stats disagree with the store: {stats}")
+        self.assertGreater(len(seen), 0, f"the consumer received nothing: {consumer_result}")
 
         self.d.stop()
         db = sqlite3.connect(self.d.db)
         self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
         db.close()
-        unlogged = len(got) - len(acked)
+        unlogged = len(by_cid) - len(acked)
         dups = sum(r.get("duplicates", 0) for r in results)
-        print(f"\ncrash test: {ROUNDS} kills in {elapsed:.1f}s, {len(acked)} acknowledged, {unlogged} stored "
-              f"without a logged ack, {dups} resends answered as duplicates; senders: "
-              f"{[{k: r.get(k) for k in ('acked', 'retries', 'reconnects', 'errors')} for r in results]}",
-              flush=True)
+        redelivered = len(seen) + len(got) - len(by_cid)
+        print(f"\ncrash test: {ROUNDS} kills in {elapsed:.1f}s, {len(acked)} acknowledged sends, {unlogged} stored "
+              f"without a logged ack, {dups} resends answered as duplicates, {len(seen)} consumed "
+              f"({redelivered} redeliveries), {len(got)} left; senders: "
+              f"{[{k: r.get(k) for k in ('acked', 'retries', 'reconnects', 'errors')} for r in results]}; "
+              f"consumer: {consumer_result}", flush=True)
 
 
 if __name__ == "__main__":

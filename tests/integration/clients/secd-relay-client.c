@@ -47,6 +47,13 @@
  *                                      acknowledged; then "CIDHEX SERVERID DUP" is appended
  *                                      to LOG and fsync'd. No new message once STOPFILE
  *                                      exists or DEADLINE_MS passed
+ *   crash-recv SEED LOG DEADLINE_MS STOPFILE
+ *                                      the crash test's consumer: register, then fetch (long
+ *                                      poll) and ack until STOPFILE exists, across secd's
+ *                                      deaths (reconnect, register again, ack again what was
+ *                                      not acknowledged). Appends "R CIDHEX SERVERID SHA256"
+ *                                      for each message received, fsync'd before its ACK is
+ *                                      sent, and "A SERVERID" once secd acknowledged the ACK
  *   sleep MS
  *
  * Raw TLS connections made here with the same credentials (gnutls), for
@@ -1227,6 +1234,115 @@ static int cmd_crash_send(Tool *t, json_object *o, char **args, unsigned n) {
         return r;
 }
 
+static void count_error(json_object *errors, int r) {
+        const char *name = errno_name(r);
+        json_object *c = NULL;
+        int64_t v = json_object_object_get_ex(errors, name, &c) ? json_object_get_int64(c) : 0;
+        json_object_object_add(errors, name, json_object_new_int64(v + 1));
+}
+
+static int log_append(int fd, const char *line, size_t n) {
+        if (write(fd, line, n) != (ssize_t) n || fsync(fd) < 0)
+                return -EIO;
+        return 0;
+}
+
+static int cmd_crash_recv(Tool *t, json_object *o, char **args, unsigned n) {
+        uint8_t seed[32];
+        uint64_t deadline_ms;
+        if (parse_u64(args[2], 600000, &deadline_ms) < 0)
+                return -EINVAL;
+        int r = parse_seed(t, args[0], seed);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int log_fd = open(args[1], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (log_fd < 0) {
+                explicit_bzero(seed, sizeof seed);
+                return -errno;
+        }
+        uint64_t deadline = now_ms() + deadline_ms, received = 0, acked = 0, reconnects = 0;
+        uint64_t unacked[SECCLIENT_FETCH_MAX];
+        size_t n_unacked = 0;
+        bool registered = false;
+        json_object *errors = json_object_new_object();
+        json_object_object_add(o, "errors", errors);
+
+        for (;;) {
+                if (!registered) {
+                        r = secclient_register(t->c, seed, NULL);
+                        if (r == -EEXIST)
+                                r = 0;  /* the library registered again by itself after a reconnection */
+                        if (r < 0)
+                                goto failed;
+                        registered = true;
+                }
+                if (n_unacked > 0) {
+                        r = secclient_relay_ack(t->c, unacked, n_unacked, NULL);
+                        if (r < 0)
+                                goto failed;
+                        for (size_t i = 0; i < n_unacked; i++) {
+                                char line[40];
+                                int k = snprintf(line, sizeof line, "A %llu\n", (unsigned long long) unacked[i]);
+                                if (log_append(log_fd, line, (size_t) k) < 0) {
+                                        r = -EIO;
+                                        goto out;
+                                }
+                        }
+                        acked += n_unacked;
+                        n_unacked = 0;
+                }
+                /* Stop only with nothing received left unacknowledged (unless secd stays away). */
+                if (now_ms() >= deadline || access(args[3], F_OK) == 0)
+                        break;
+                secclient_message *m = NULL;
+                size_t k = 0;
+                r = secclient_relay_fetch(t->c, SECCLIENT_FETCH_MAX, 0, 200, &m, &k);
+                if (r < 0)
+                        goto failed;
+                for (size_t i = 0; i < k; i++) {
+                        struct sha256_ctx ctx;
+                        uint8_t d[SHA256_DIGEST_SIZE];
+                        char line[200];
+                        int len = snprintf(line, sizeof line, "R ");
+                        sha256_init(&ctx);
+                        sha256_update(&ctx, m[i].len, m[i].data);
+                        sha256_digest(&ctx, sizeof d, d);
+                        for (int j = 0; j < 16; j++)
+                                len += snprintf(line + len, sizeof line - (size_t) len, "%02x", m[i].client_msg_id[j]);
+                        len += snprintf(line + len, sizeof line - (size_t) len, " %llu ", (unsigned long long) m[i].id);
+                        for (int j = 0; j < SHA256_DIGEST_SIZE; j++)
+                                len += snprintf(line + len, sizeof line - (size_t) len, "%02x", d[j]);
+                        len += snprintf(line + len, sizeof line - (size_t) len, "\n");
+                        if (log_append(log_fd, line, (size_t) len) < 0) {
+                                secclient_messages_free(m, k);
+                                r = -EIO;
+                                goto out;
+                        }
+                        unacked[n_unacked++] = m[i].id;
+                }
+                received += k;
+                secclient_messages_free(m, k);
+                continue;
+        failed:
+                count_error(errors, r);
+                if (!transient(r) || now_ms() >= deadline)
+                        goto out;
+                sleep_ms(20);
+                if (r != -EAGAIN && r != -EBUSY) {
+                        reconnects++;
+                        registered = false;
+                        (void) secclient_connect(t->c);
+                }
+        }
+        r = 0;
+out:
+        explicit_bzero(seed, sizeof seed);
+        add_u64(o, "received", received);
+        add_u64(o, "acked", acked);
+        add_u64(o, "reconnects", reconnects);
+        return r;
+}
+
 /* ---- raw TLS commands ------------------------------------------------------------ */
 
 static int parse_tls_index(Tool *t, const char *s, TlsConn **ret) {
@@ -1383,6 +1499,7 @@ static const Command commands[] = {
         { "count", 0, 0, cmd_count },
         { "raw", 2, 2, cmd_raw },
         { "crash-send", 6, 7, cmd_crash_send },
+        { "crash-recv", 4, 4, cmd_crash_recv },
         { "tls-open", 0, 0, cmd_tls_open },
         { "tls-close", 1, 1, cmd_tls_close },
         { "tls-exporter", 1, 1, cmd_tls_exporter },
