@@ -687,12 +687,12 @@ static bool t_handle(Relay *rl, gnutls_session_t s, bool *registered, const Fram
                         return t_fetch_hostile(s, h->request_id, mode, f.max_count);
                 }
                 /* Everything not acknowledged, every time: at-least-once on the wire. */
-                n = MIN(rl->n_msgs, (size_t) f.max_count);
-                for (size_t i = 0; i < n; i++)
+                n = MIN(MIN(rl->n_msgs, (size_t) f.max_count), (size_t) T_MESSAGES_MAX);
+                for (size_t i = 0; i < n; i++) {
                         out[i] = (RelayMessage) { .server_id = rl->msgs[i].id, .received_usec = 1,
                                                   .blob = rl->msgs[i].blob, .blob_size = rl->msgs[i].size };
-                for (size_t i = 0; i < n; i++)
                         memcpy(out[i].client_msg_id, rl->msgs[i].client_msg_id, RELAY_MSG_ID_SIZE);
+                }
                 assert_int_equal(relay_fetch_reply_build(out, n, FRAME_PAYLOAD_MAX_DEFAULT, &reply, &size), 0);
                 ok = t_send_frame(s, FRAME_FETCH | FRAME_REPLY_BIT, h->request_id, reply, (uint32_t) size) == 0;
                 free(reply);
