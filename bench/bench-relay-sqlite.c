@@ -161,6 +161,21 @@ static uint64_t count_messages(Db *db, int64_t mailbox_id) {
         return (uint64_t) sqlite3_column_int64(stmt, 0);
 }
 
+static int cmp_u64(const void *a, const void *b) {
+        uint64_t x = *(const uint64_t *) a, y = *(const uint64_t *) b;
+
+        return (x > y) - (x < y);
+}
+
+static double percentile_us(const uint64_t *sorted, size_t n, double p) {
+        size_t i;
+
+        if (n == 0)
+                return 0;
+        i = (size_t) (p * (double) (n - 1) + 0.5);
+        return (double) sorted[MIN(i, n - 1)] / 1e3;
+}
+
 typedef enum Path { PATH_RAW, PATH_DB } Path;
 
 static void series(Path path, unsigned batch, uint64_t series_no, const uint8_t *body) {
@@ -171,9 +186,13 @@ static void series(Path path, unsigned batch, uint64_t series_no, const uint8_t 
         const DbQuota quota = { .max_messages = UINT64_C(1) << 40, .max_bytes = UINT64_C(1) << 60 };
         uint64_t rows = 0, commits = 0, t0, t1, budget_ns = (uint64_t) arg_seconds * 1000000000u;
         uint64_t commit_ns = 0, commit_max_ns = 0;
+        /* Every commit's duration, for its percentiles: at most one per row. */
+        _cleanup_free_ uint64_t *commit_times = calloc(arg_rows, sizeof(uint64_t));
         int64_t mailbox_id;
         int n, r;
 
+        if (!commit_times)
+                die("out of memory");
         n = snprintf(file, sizeof file, "%s/relay-sqlite-%" PRIu64 ".db", arg_dir, series_no);
         if (n < 0 || (size_t) n >= sizeof file)
                 die("--dir too long");
@@ -257,7 +276,7 @@ static void series(Path path, unsigned batch, uint64_t series_no, const uint8_t 
                 t1 = now_ns();
                 commit_ns += t1 - c0;
                 commit_max_ns = MAX(commit_max_ns, t1 - c0);
-                commits++;
+                commit_times[commits++] = t1 - c0;
         }
 
         if (count_messages(db, mailbox_id) != rows)
@@ -273,10 +292,12 @@ static void series(Path path, unsigned batch, uint64_t series_no, const uint8_t 
                             m, bytes, rows);
         }
 
+        qsort(commit_times, commits, sizeof *commit_times, cmp_u64);
         printf("sqlite path=%s batch=%u rows=%" PRIu64 " commits=%" PRIu64 " seconds=%.3f inserts_per_s=%.0f "
-               "commit_mean_us=%.0f commit_max_us=%.0f size=%zu\n",
+               "commit_mean_us=%.0f commit_p50_us=%.0f commit_p99_us=%.0f commit_max_us=%.0f size=%zu\n",
                path == PATH_RAW ? "raw" : "db", batch, rows, commits, (double) (t1 - t0) / 1e9,
                rows * 1e9 / (double) MAX(t1 - t0, 1u), commits ? commit_ns / 1e3 / (double) commits : 0.0,
+               percentile_us(commit_times, commits, 0.50), percentile_us(commit_times, commits, 0.99),
                commit_max_ns / 1e3, arg_size);
         fflush(stdout);
 

@@ -150,6 +150,7 @@ function add(k, v) { if (k in L) L[k] = L[k] " " v; else L[k] = v }
         k = val($0, "path") " batch " val($0, "batch") (after ? " (after relay)" : "")
         if (!(k in L)) order[++no] = k
         add(k, val($0, "inserts_per_s"))
+        if (val($0, "path") == "raw" && val($0, "batch") == 1) { add("c1 p50", val($0, "commit_p50_us")); add("c1 p99", val($0, "commit_p99_us")) }
         if (val($0, "path") == "raw" && val($0, "batch") == 64) {
                 r = val($0, "round"); raw64[r] += val($0, "inserts_per_s"); nraw64[r]++
         }
@@ -167,6 +168,7 @@ END {
         for (r = 1; r <= rounds; r++) if ((r in max) && nraw64[r]) add("ratio", sprintf("%.3f", max[r] / (raw64[r] / nraw64[r])))
         printf "\nSQLite limit, inserts/s (1 KiB, synchronous=FULL, WAL), median (each round):\n"
         for (i = 1; i <= no; i++) printf "  %-24s %9.0f  (%s)\n", order[i], median(L[order[i]]), L[order[i]]
+        printf "  one-row commit (the disk'"'"'s floor under send->ack): p50 %.0f µs (%s), p99 %.0f µs (%s)\n", median(L["c1 p50"]), L["c1 p50"], median(L["c1 p99"]), L["c1 p99"]
         printf "\nrelay through secd, %s:\n", "median (each round)"
         printf "  max:   %9.0f acked msgs/s  (%s)\n", median(L["max"]), L["max"]
         printf "         send->ack p50 %.0f µs (%s), p99 %.0f µs (%s), max %.0f µs (%s)\n", median(L["max p50"]), L["max p50"], median(L["max p99"]), L["max p99"], median(L["max max"]), L["max max"]
