@@ -160,6 +160,7 @@ static struct {
         uint64_t start_ns, end_ns, interval_ns, count;
         _Atomic uint64_t next;          /* the next message slot */
         uint64_t *latency_ns;           /* [count], LATENCY_FAILED for a failed send */
+        uint64_t *service_ns;           /* [count], from the actual start of the send */
         _Atomic uint64_t acked, failed, late, duplicates;
         _Atomic uint64_t last_ack_ns;
         _Atomic int first_error;
@@ -217,7 +218,7 @@ static void *sender_thread(void *userdata) {
                 if (r < 0) {
                         int expected = 0;
 
-                        run.latency_ns[k] = LATENCY_FAILED;
+                        run.latency_ns[k] = run.service_ns[k] = LATENCY_FAILED;
                         atomic_fetch_add(&run.failed, 1);
                         atomic_compare_exchange_strong(&run.first_error, &expected, r);
                         /* Over a limit (the script raises them) or a dead connection: report, stop this sender. */
@@ -228,6 +229,7 @@ static void *sender_thread(void *userdata) {
                 if (duplicate)
                         atomic_fetch_add(&run.duplicates, 1);
                 run.latency_ns[k] = t1 - (run.phase == PHASE_PACED ? sched : t0);
+                run.service_ns[k] = t1 - t0;
                 atomic_fetch_add(&run.acked, 1);
                 atomic_fetch_add(&acked_total, 1);
                 {
@@ -289,7 +291,7 @@ static int cmp_u64(const void *a, const void *b) {
 }
 
 /* Sorted latencies of the acknowledged messages (failed slots and unused ones dropped). */
-static uint64_t *latencies_sorted(size_t *ret_n) {
+static uint64_t *latencies_sorted(const uint64_t *latency_ns, size_t *ret_n) {
         uint64_t used = MIN(atomic_load(&run.next), run.count);
         uint64_t *v = malloc(sizeof *v * (used ? used : 1));
         size_t n = 0;
@@ -297,8 +299,8 @@ static uint64_t *latencies_sorted(size_t *ret_n) {
         if (!v)
                 die("out of memory");
         for (uint64_t k = 0; k < used; k++)
-                if (run.latency_ns[k] != LATENCY_FAILED)
-                        v[n++] = run.latency_ns[k];
+                if (latency_ns[k] != LATENCY_FAILED)
+                        v[n++] = latency_ns[k];
         qsort(v, n, sizeof *v, cmp_u64);
         *ret_n = n;
         return v;
@@ -340,6 +342,7 @@ static double phase_run(Phase phase, unsigned seconds, double rate) {
         atomic_store(&run.duplicates, 0);
         atomic_store(&run.first_error, 0);
         memset(run.latency_ns, 0xff, sizeof *run.latency_ns * run.count);
+        memset(run.service_ns, 0xff, sizeof *run.service_ns * run.count);
 
         cpu0 = process_cpu_ticks(arg_server_pid);
         self0 = self_cpu_ns();
@@ -359,14 +362,21 @@ static double phase_run(Phase phase, unsigned seconds, double rate) {
         acked = atomic_load(&run.acked);
         elapsed = atomic_load(&run.last_ack_ns) - run.start_ns;
         msgs_per_s = elapsed > 0 ? (double) acked * 1e9 / (double) elapsed : 0;
-        sorted = latencies_sorted(&n);
+        sorted = latencies_sorted(run.latency_ns, &n);
 
         printf("relay phase=%s senders=%u mailboxes=%u size=%zu seconds=%.3f acked=%" PRIu64 " failed=%" PRIu64
                " duplicates=%" PRIu64 " msgs_per_s=%.0f",
                phase_name(phase), arg_senders, arg_mailboxes, arg_size, (double) elapsed / 1e9, acked,
                atomic_load(&run.failed), atomic_load(&run.duplicates), msgs_per_s);
-        if (phase == PHASE_PACED)
-                printf(" rate=%.0f late_1ms=%" PRIu64, rate, atomic_load(&run.late));
+        if (phase == PHASE_PACED) {
+                /* Diagnosis: the same sends timed from when they really started (the client's own delay left out). */
+                size_t ns;
+                uint64_t *service = latencies_sorted(run.service_ns, &ns);
+
+                printf(" rate=%.0f late_1ms=%" PRIu64 " service_p50_us=%.0f service_p99_us=%.0f", rate,
+                       atomic_load(&run.late), percentile_us(service, ns, 0.50), percentile_us(service, ns, 0.99));
+                free(service);
+        }
         printf(" p50_us=%.0f p90_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f",
                percentile_us(sorted, n, 0.50), percentile_us(sorted, n, 0.90), percentile_us(sorted, n, 0.99),
                percentile_us(sorted, n, 0.999), n ? (double) sorted[n - 1] / 1e3 : 0.0);
@@ -497,7 +507,8 @@ int main(int argc, char **argv) {
         consumer_threads = calloc(arg_mailboxes, sizeof *consumer_threads);
         body_template = malloc(arg_size);
         run.latency_ns = calloc(arg_count, sizeof *run.latency_ns);
-        if (!senders || !consumers || !mailboxes || !consumer_threads || !body_template || !run.latency_ns)
+        run.service_ns = calloc(arg_count, sizeof *run.service_ns);
+        if (!senders || !consumers || !mailboxes || !consumer_threads || !body_template || !run.latency_ns || !run.service_ns)
                 die("out of memory");
         {
                 FILE *f = fopen("/dev/urandom", "re");
@@ -569,5 +580,6 @@ int main(int argc, char **argv) {
         free(consumer_threads);
         free(body_template);
         free(run.latency_ns);
+        free(run.service_ns);
         return atomic_load(&consumer_errors) > 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }
