@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <gnutls/x509.h>
+#include <nettle/sha2.h>
 
 #include "log.h"
 #include "tls.h"
@@ -147,6 +148,58 @@ fail:
         return tls_error_to_errno(r);
 }
 
+/*
+ * The identities of the last client certificates seen, by the SHA-256 of
+ * their DER: a client that comes back (every resumed session, and a full
+ * handshake with the same certificate) presents the same bytes, and parsing
+ * them again (gnutls_x509_crt_import() + the URI SAN) was ~11 % of secd's
+ * CPU per resumed handshake (bench/README.md). The identity is a function
+ * of the bytes alone, so equal digests give an equal identity; what changes
+ * with time (expiry, revocation) is still checked on every connection, and
+ * the chain verdict is GnuTLS's for this very session. One cache per
+ * thread: each loop has its own, without a lock.
+ */
+#define TLS_IDENTITY_CACHE_SIZE 16
+
+typedef struct TlsIdentityCacheEntry {
+        uint8_t digest[SHA256_DIGEST_SIZE];
+        uint64_t used;                  /* 0: empty */
+        CertIdentity id;
+} TlsIdentityCacheEntry;
+
+static _Thread_local TlsIdentityCacheEntry tls_identity_cache[TLS_IDENTITY_CACHE_SIZE];
+static _Thread_local uint64_t tls_identity_clock;
+
+static int tls_cert_identity_cached(const gnutls_datum_t *der, CertIdentity *ret) {
+        uint8_t digest[SHA256_DIGEST_SIZE];
+        struct sha256_ctx ctx;
+        TlsIdentityCacheEntry *e, *victim = &tls_identity_cache[0];
+        int r;
+
+        sha256_init(&ctx);
+        sha256_update(&ctx, der->size, der->data);
+        sha256_digest(&ctx, sizeof digest, digest);
+
+        for (size_t i = 0; i < TLS_IDENTITY_CACHE_SIZE; i++) {
+                e = &tls_identity_cache[i];
+                if (e->used != 0 && memcmp(e->digest, digest, sizeof digest) == 0) {
+                        e->used = ++tls_identity_clock;
+                        *ret = e->id;
+                        return 0;
+                }
+                if (e->used < victim->used)
+                        victim = e;
+        }
+
+        r = ca_cert_identity(der, ret);
+        if (r < 0)
+                return r;       /* not cached: a bad certificate is parsed (and refused) every time */
+        memcpy(victim->digest, digest, sizeof digest);
+        victim->id = *ret;
+        victim->used = ++tls_identity_clock;
+        return 0;
+}
+
 static const char *tls_status_reason(unsigned status) {
         if (status & GNUTLS_CERT_REVOKED)
                 return "client certificate revoked (CRL)";
@@ -192,7 +245,7 @@ int tls_session_peer_identity(gnutls_session_t s, CertIdentity *ret, const char 
                         return -EPERM;
                 }
         }
-        r = ca_cert_identity(&peers[0], &id);
+        r = tls_cert_identity_cached(&peers[0], &id);
         if (r < 0) {
                 *ret_reason = "client certificate carries no secd identity";
                 return -EBADMSG;
