@@ -567,6 +567,26 @@ class RelayMalformedTest(RelayTestCase):
         self.assertTrue(self.d.alive())
 
 
+class RelayFrameLimitTest(RelayTestCase):
+    """A FETCH reply never exceeds the frame maximum, however much max_bytes asks for."""
+    secd_extra_args = ("--frame-payload-max", "64K", "--relay-message-max", "60000")
+
+    def test_fetch_reply_is_clamped_to_one_frame(self):
+        bob = self.identity("bob")
+        t = self.tool()
+        t.cmd(f"register {bob.arg}", ok=True)
+        self.assertEqual(t.cmd(f"sendmany {bob.hex} 3 60000 6666", ok=True)["sent"], 3)
+        self.assertEqual(t.cmd(f"send {bob.hex} - fill:60001", ok=False)["error"], "EMSGSIZE")
+        out = t.cmd(f"raw {FETCH} {fetch_payload(1000, 0xFFFFFFFF, 0).hex()}")
+        p = self.assert_reply(out, FETCH)
+        self.assertLessEqual(out["len"], 64 * 1024)
+        self.assertEqual((struct.unpack(">H", p[:2])[0], out["len"]), (1, 2 + 36 + 60000))
+        got = t.cmd("fetch 1000 0 0", ok=True)["messages"]
+        self.assertEqual([m["len"] for m in got], [60000])
+        t.cmd(f"ack {got[0]['id']}", ok=True)
+        self.assertEqual(len(t.cmd("fetch 1000 0 0", ok=True)["messages"]), 1)
+
+
 class RelayStatsTest(RelayTestCase):
     secd_extra_args = ("--relay-mailbox-max-messages", "4")
 

@@ -121,6 +121,21 @@ class SecmsgTest(RelayTestCase):
         cp = self.secmsg("recv", "--wait", "5", "--max", "1", home=self.alice, expect=0)
         self.assertEqual(cp.stdout, b"hi alice")
 
+    def test_recv_acknowledges_only_what_reached_stdout(self):
+        bob = self.address(uid=NOBODY_UID, home=self.bob)
+        self.address(home=self.alice)
+        self.secmsg("recv", uid=NOBODY_UID, home=self.bob, expect=0)
+        self.secmsg("send", "--to", bob, home=self.alice, stdin=b"keep me", expect=0)
+        e = base_env({"SECD_SOCKET": self.d.data, "SECD_ENROLL_SOCKET": self.d.enroll, "HOME": self.nobody_home})
+        with open("/dev/full", "wb") as full:
+            cp = subprocess.run([self.secmsg_exe, "--home", self.bob, "recv"], stdout=full, stderr=subprocess.PIPE,
+                                env=e, cwd="/", timeout=TIMEOUT, user=NOBODY_UID, group=NOBODY_GID,
+                                extra_groups=[])
+        self.assertNotEqual(cp.returncode, 0, "recv into a full disk claimed success")
+        self.assertIsNone(sanitizer_report(cp.stderr.decode(errors="replace")))
+        cp = self.secmsg("recv", uid=NOBODY_UID, home=self.bob, expect=0)
+        self.assertEqual(cp.stdout, b"keep me", "a message that never reached stdout was acknowledged")
+
     def test_keys_publish_count_bundle(self):
         bob = self.address(uid=NOBODY_UID, home=self.bob)
         self.address(home=self.alice)
