@@ -29,6 +29,9 @@ static void admission_record(Manager *m, PolicyEndpoint kind, const AdmissionFac
         int64_t rule_id = f->evaluated && f->verdict.rule ? f->verdict.rule->id : 0;
         uint64_t generation = f->verdict.generation;
         bool admit = f->verdict.admit;
+        int level = f->verdict.allow ? LOG_INFO : LOG_NOTICE;
+        /* The journal's fields are built only when the entry is written (the audit row always is). */
+        bool journal = log_get_max_level() >= level;
 
         if (f->verdict.allow)
                 m->decisions.allowed++;
@@ -37,7 +40,9 @@ static void admission_record(Manager *m, PolicyEndpoint kind, const AdmissionFac
         else
                 m->decisions.denied++;
 
-        if (f->id) {
+        if (!journal)
+                ;
+        else if (f->id) {
                 uid = strdup_printf("UID=%" PRIu32, f->id->uid);
                 gid = strdup_printf("GID=%" PRIu32, f->id->gid);
                 pid = strdup_printf("PID=%d", (int) f->id->pid);
@@ -48,18 +53,22 @@ static void admission_record(Manager *m, PolicyEndpoint kind, const AdmissionFac
                 pid = strdup("PID=");
                 exe = strdup("EXE=");
         }
-        sha = strdup_printf("EXE_SHA256=%s", f->sha256_hex);
+        if (journal) {
+                sha = strdup_printf("EXE_SHA256=%s", f->sha256_hex);
+                gen = strdup_printf("POLICY_GENERATION=%" PRIu64, generation);
+                verdict = strdup_printf("VERDICT=%s", vs);
+                reason = strdup_printf("REASON=%s", f->reason);
+                endpoint = strdup_printf("ENDPOINT=%s", ep);
+                admit_s = strdup_printf("ADMIT=%s", admit ? "yes" : "no");
+                serial = strdup_printf("CERT_SERIAL=%s", f->cert_serial ?: "");
+        }
         if (rule_id > 0)
                 rule = strdup_printf("RULE_ID=%" PRIi64, rule_id);
         else
                 rule = strdup("RULE_ID=");
-        gen = strdup_printf("POLICY_GENERATION=%" PRIu64, generation);
-        verdict = strdup_printf("VERDICT=%s", vs);
-        reason = strdup_printf("REASON=%s", f->reason);
-        endpoint = strdup_printf("ENDPOINT=%s", ep);
-        admit_s = strdup_printf("ADMIT=%s", admit ? "yes" : "no");
-        serial = strdup_printf("CERT_SERIAL=%s", f->cert_serial ?: "");
-        if (f->cert_name)
+        if (!rule)
+                ;
+        else if (f->cert_name)
                 message = strdup_printf("%s: %s certificate %s serial %s (%s, rule %s, generation %" PRIu64 ")", ep, vs,
                                 f->cert_name, f->cert_serial ?: "?", f->reason,
                                 rule_id > 0 ? rule + strlen("RULE_ID=") : "none", generation);
@@ -72,9 +81,11 @@ static void admission_record(Manager *m, PolicyEndpoint kind, const AdmissionFac
                 message = strdup_printf("%s: deny unidentified peer (%s, generation %" PRIu64 ")", ep, f->reason,
                                 generation);
 
-        if (uid && gid && pid && exe && sha && rule && gen && verdict && reason && endpoint && admit_s && message &&
-            serial)
-                log_struct(f->verdict.allow ? LOG_INFO : LOG_NOTICE, message,
+        if (!journal)
+                ;
+        else if (uid && gid && pid && exe && sha && rule && gen && verdict && reason && endpoint && admit_s && message &&
+                 serial)
+                log_struct(level, message,
                            f->verdict.allow ? SECD_MESSAGE_ADMISSION_ALLOWED : SECD_MESSAGE_ADMISSION_DENIED,
                            uid, gid, pid, exe, sha, rule, gen, verdict, reason, endpoint, admit_s, serial, NULL);
         else

@@ -19,6 +19,13 @@
 #define MANAGER_AUDIT_TRIM_EVERY 256
 /* At most one warning about dropped audit rows per this interval. */
 #define MANAGER_AUDIT_DROP_LOG_INTERVAL_USEC (10 * 1000 * 1000)
+/*
+ * Audit rows wait at most this long to be committed together (a crash loses
+ * at most this window of rows; a clean stop loses none)...
+ */
+#define MANAGER_AUDIT_FLUSH_USEC (20 * 1000)
+/* ...or until this many are waiting. */
+#define MANAGER_AUDIT_BATCH_MAX 256
 
 int manager_new(Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
@@ -43,7 +50,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         /* First: the last completions (relay acks, audit rows) still find their connections. */
-        m->writer = writer_free(m->writer);
+        manager_audit_shutdown(m);
         while (m->connections)
                 control_connection_free(m->connections);
         data_free_all(m);
@@ -289,36 +296,58 @@ void manager_audit_publish(Manager *m, int64_t id, int64_t time_usec, const char
         control_audit_broadcast(m, entry);
 }
 
-/* One audit row on its way through the writer: everything the row and its publication need. */
-typedef struct AuditJob {
-        Manager *manager;
-        DbAuditEntry entry;             /* owned strings; id filled in by the writer thread */
+/* One audit row waiting for its batch: everything the row and its publication need. */
+typedef struct AuditRow {
+        DbAuditEntry entry;             /* owned strings; id filled in on the writer thread */
         json_object *fields;            /* a reference, for the followers */
-} AuditJob;
+        int result;                     /* of the append, on the writer thread */
+} AuditRow;
 
-static AuditJob *audit_job_free(AuditJob *j) {
-        if (!j)
+/*
+ * Rows recorded within MANAGER_AUDIT_FLUSH_USEC go to the writer as one job:
+ * one transaction, one sync, one wake-up of the writer for all of them,
+ * instead of a commit per connection (bench/README.md, "Handshake").
+ */
+struct AuditBatch {
+        Manager *manager;
+        size_t n;
+        AuditRow rows[MANAGER_AUDIT_BATCH_MAX];
+};
+
+static AuditBatch *audit_batch_free(AuditBatch *b) {
+        if (!b)
                 return NULL;
-        free(j->entry.kind);
-        free(j->entry.message);
-        free(j->entry.fields_json);
-        json_object_put(j->fields);
-        free(j);
+        for (size_t i = 0; i < b->n; i++) {
+                free(b->rows[i].entry.kind);
+                free(b->rows[i].entry.message);
+                free(b->rows[i].entry.fields_json);
+                json_object_put(b->rows[i].fields);
+        }
+        free(b);
         return NULL;
 }
-DEFINE_TRIVIAL_CLEANUP_FUNC(AuditJob *, audit_job_free);
+DEFINE_TRIVIAL_CLEANUP_FUNC(AuditBatch *, audit_batch_free);
 
-static int audit_job_run(Db *db, void *userdata) {
-        AuditJob *j = userdata;
+static int audit_batch_run(Db *db, void *userdata) {
+        AuditBatch *b = userdata;
 
-        return db_audit_append(db, &j->entry, &j->entry.id);
+        for (size_t i = 0; i < b->n; i++) {
+                if (b->rows[i].result < 0)
+                        continue;       /* could not even be copied */
+                /* Each append is a savepoint of its own: a row the store refuses goes alone... */
+                b->rows[i].result = db_audit_append(db, &b->rows[i].entry, &b->rows[i].entry.id);
+                /* ...but when the store itself fails (disk full, I/O), the batch fails. */
+                if (b->rows[i].result < 0 && b->rows[i].result != -EINVAL && b->rows[i].result != -E2BIG)
+                        return b->rows[i].result;
+        }
+        return 0;
 }
 
-static void manager_audit_dropped(Manager *m, int r, const char *why) {
+static void manager_audit_dropped(Manager *m, size_t n, int r, const char *why) {
         uint64_t now = now_usec(CLOCK_MONOTONIC);
         char message[256];
 
-        m->audit_dropped++;
+        m->audit_dropped += n;
         if (m->audit_drop_logged_usec != 0 && now - m->audit_drop_logged_usec < MANAGER_AUDIT_DROP_LOG_INTERVAL_USEC)
                 return;
         m->audit_drop_logged_usec = now;
@@ -327,69 +356,135 @@ static void manager_audit_dropped(Manager *m, int r, const char *why) {
         log_struct_errno(LOG_WARNING, r, message, SECD_MESSAGE_ERROR, NULL);
 }
 
-static void audit_job_done(void *userdata, int r) {
-        _cleanup_(audit_job_freep) AuditJob *j = userdata;
-        Manager *m = j->manager;
+static void audit_batch_done(void *userdata, int r) {
+        _cleanup_(audit_batch_freep) AuditBatch *b = userdata;
+        Manager *m = b->manager;
+        size_t lost = 0;
+        int why = r;
 
-        if (r < 0) {
-                manager_audit_dropped(m, r, "Cannot append to the audit trail; the entry is lost.");
-                return;
+        for (size_t i = 0; i < b->n; i++) {
+                AuditRow *row = &b->rows[i];
+
+                if (r < 0 || row->result < 0) {
+                        lost++;
+                        if (why >= 0)
+                                why = row->result;
+                        continue;
+                }
+                manager_audit_publish(m, row->entry.id, row->entry.time_usec, row->entry.kind, row->entry.message,
+                                      row->fields);
         }
-        manager_audit_publish(m, j->entry.id, j->entry.time_usec, j->entry.kind, j->entry.message, j->fields);
+        if (lost > 0)
+                manager_audit_dropped(m, lost, why, "Cannot append to the audit trail; entries are lost.");
 }
 
-void manager_audit(Manager *m, const char *kind, const char *message, json_object *fields) {
-        _cleanup_(audit_job_freep) AuditJob *j = NULL;
-        _cleanup_free_ char *truncated = NULL;
-        const char *fields_json = audit_fields_string(fields);
-        int64_t id, t;
+/* Hand the rows waiting for their batch to the writer (or, without one, write them here). */
+static void manager_audit_flush(Manager *m) {
+        _cleanup_(audit_batch_freep) AuditBatch *b = TAKE_PTR(m->audit_batch);
         int r;
 
+        if (!b)
+                return;
+        if (m->audit_flush_source)
+                (void) sd_event_source_set_enabled(m->audit_flush_source, SD_EVENT_OFF);
         if (m->writer) {
-                r = audit_message_truncate(message, &truncated);
-                if (r < 0) {
-                        manager_audit_dropped(m, r, "Cannot queue an audit entry: out of memory.");
-                        return;
-                }
-                j = calloc(1, sizeof *j);
-                if (!j) {
-                        manager_audit_dropped(m, -ENOMEM, "Cannot queue an audit entry: out of memory.");
-                        return;
-                }
-                *j = (AuditJob) {
-                        .manager = m,
-                        .entry = {
-                                .time_usec = (int64_t) now_usec(CLOCK_REALTIME),
-                                .kind = strdup(kind),
-                                .message = truncated ? TAKE_PTR(truncated) : strdup(message),
-                                .fields_json = fields_json ? strdup(fields_json) : NULL,
-                        },
-                        .fields = fields ? json_object_get(fields) : NULL,
-                };
-                if (!j->entry.kind || !j->entry.message || (fields_json && !j->entry.fields_json)) {
-                        manager_audit_dropped(m, -ENOMEM, "Cannot queue an audit entry: out of memory.");
-                        return;
-                }
-                r = writer_submit(m->writer, audit_job_run, audit_job_done, j);
+                r = writer_submit(m->writer, audit_batch_run, audit_batch_done, b);
                 if (r >= 0) {
-                        TAKE_PTR(j);
+                        TAKE_PTR(b);
                         return;
                 }
                 if (r != -ESHUTDOWN) {
-                        /* Never wait for the disk on the loop: the decision goes on without its row. */
-                        manager_audit_dropped(m, r, r == -EAGAIN ? "The store's writer queue is full; an audit entry is dropped."
-                                                                 : "Cannot queue an audit entry; it is dropped.");
+                        /* Never wait for the disk on the loop: the decisions go on without their rows. */
+                        manager_audit_dropped(m, b->n, r,
+                                              r == -EAGAIN ? "The store's writer queue is full; audit entries are dropped."
+                                                           : "Cannot queue audit entries; they are dropped.");
                         return;
                 }
-                /* The writer stopped (shutdown): nothing is served any more, write it here. */
         }
+        /* The writer stopped (shutdown) or never started: nothing is served any more, write them here. */
+        r = db_begin(m->db);
+        if (r >= 0) {
+                r = audit_batch_run(m->db, b);
+                if (r >= 0)
+                        r = db_commit(m->db);
+                if (r < 0)
+                        (void) db_rollback(m->db);
+        }
+        audit_batch_done(TAKE_PTR(b), r);
+}
 
-        r = manager_audit_append(m, kind, message, fields, &id, &t);
+static int manager_on_audit_flush(sd_event_source *s, uint64_t usec, void *userdata) {
+        manager_audit_flush(userdata);
+        return 0;
+}
+
+/* The first row of a batch: flush in MANAGER_AUDIT_FLUSH_USEC. */
+static int manager_audit_arm_flush(Manager *m) {
+        uint64_t when = now_usec(CLOCK_MONOTONIC) + MANAGER_AUDIT_FLUSH_USEC;
+        int r;
+
+        if (!m->audit_flush_source) {
+                r = sd_event_add_time(m->event, &m->audit_flush_source, CLOCK_MONOTONIC, when,
+                                      MANAGER_AUDIT_FLUSH_USEC / 4, manager_on_audit_flush, m);
+                if (r >= 0)
+                        (void) sd_event_source_set_description(m->audit_flush_source, "audit-flush");
+                return r;
+        }
+        r = sd_event_source_set_time(m->audit_flush_source, when);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(m->audit_flush_source, SD_EVENT_ONESHOT);
+        return r;
+}
+
+void manager_audit(Manager *m, const char *kind, const char *message, json_object *fields) {
+        _cleanup_free_ char *truncated = NULL;
+        const char *fields_json = audit_fields_string(fields);
+        AuditBatch *b;
+        AuditRow *row;
+        bool now = false;
+        int r;
+
+        r = audit_message_truncate(message, &truncated);
         if (r < 0) {
-                manager_audit_dropped(m, r, "Cannot append to the audit trail; the entry is lost.");
+                manager_audit_dropped(m, 1, r, "Cannot record an audit entry: out of memory.");
                 return;
         }
-        manager_audit_publish(m, id, t, kind, message, fields);
+        if (!m->audit_batch) {
+                m->audit_batch = calloc(1, sizeof *m->audit_batch);
+                if (!m->audit_batch) {
+                        manager_audit_dropped(m, 1, -ENOMEM, "Cannot record an audit entry: out of memory.");
+                        return;
+                }
+                m->audit_batch->manager = m;
+                /* Without a writer (or a timer) there is nothing to wait for. */
+                now = !m->writer || manager_audit_arm_flush(m) < 0;
+        }
+        b = m->audit_batch;
+        row = &b->rows[b->n];
+        *row = (AuditRow) {
+                .entry = {
+                        .time_usec = (int64_t) now_usec(CLOCK_REALTIME),
+                        .kind = strdup(kind),
+                        .message = truncated ? TAKE_PTR(truncated) : strdup(message),
+                        .fields_json = fields_json ? strdup(fields_json) : NULL,
+                },
+                .fields = fields ? json_object_get(fields) : NULL,
+        };
+        /* Counted in the batch even when a copy failed, so that it is freed with it. */
+        b->n++;
+        if (!row->entry.kind || !row->entry.message || (fields_json && !row->entry.fields_json))
+                row->result = -ENOMEM;
+        if (now || b->n == MANAGER_AUDIT_BATCH_MAX)
+                manager_audit_flush(m);
+}
+
+void manager_audit_shutdown(Manager *m) {
+        /* Rows waiting for their batch: to the writer, which commits them as it stops... */
+        manager_audit_flush(m);
+        m->writer = writer_free(m->writer);
+        /* ...and those the last completions recorded: written here. */
+        manager_audit_flush(m);
+        m->audit_flush_source = sd_event_source_disable_unref(m->audit_flush_source);
 }
 
 bool manager_peer_is_admin(Manager *m, uid_t uid, gid_t gid, const gid_t *groups, size_t n_groups) {

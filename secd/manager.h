@@ -31,6 +31,7 @@ typedef struct SecdCA SecdCA;
 typedef struct TlsServer TlsServer;
 typedef struct DataConnection DataConnection;
 typedef struct HashPool HashPool;
+typedef struct AuditBatch AuditBatch;
 typedef struct Relay Relay;
 
 typedef struct DecisionCounters {
@@ -85,6 +86,8 @@ typedef struct Manager {
         unsigned audit_appends;         /* since the last trim */
         uint64_t audit_dropped;         /* audit rows lost: writer queue full, or the write failed */
         uint64_t audit_drop_logged_usec; /* CLOCK_MONOTONIC, rate-limits the warning */
+        AuditBatch *audit_batch;        /* rows waiting to go to the writer together (manager.c) */
+        sd_event_source *audit_flush_source;
 
         sd_event_source *sigterm_source, *sigint_source, *sighup_source;
         sd_event_source *watchdog_source, *drain_source;
@@ -118,14 +121,17 @@ int manager_hash_cache_setup(Manager *m);
 /*
  * Record an audit entry (kind, message, fields: a JSON object or NULL; a
  * reference is kept until the entry is published, so the caller must not
- * change it afterwards) without waiting for the disk: the row is appended
- * by the writer thread, and once committed it is pushed to Audit.Tail
- * followers (so it shows up there, and in the store, a moment later). If
- * the writer's queue is full the row is dropped, counted in audit_dropped
- * and logged (rate-limited): the audit trail never blocks nor decides
- * anything. After the writer stopped (shutdown) it is written synchronously.
+ * change it afterwards) without waiting for the disk: rows recorded within
+ * a few milliseconds are appended together by the writer thread, and once
+ * committed pushed to Audit.Tail followers (so an entry shows up there, and
+ * in the store, a moment later). If the writer's queue is full the rows are
+ * dropped, counted in audit_dropped and logged (rate-limited): the audit
+ * trail never blocks nor decides anything. Without a writer (before the
+ * store opened, after shutdown) rows are written synchronously.
  */
 void manager_audit(Manager *m, const char *kind, const char *message, json_object *fields);
+/* Commit the rows still waiting and stop the writer (manager_free() does it; idempotent). */
+void manager_audit_shutdown(Manager *m);
 
 /* Append synchronously on m->db, inside the caller's open transaction (admin path): the caller commits. */
 int manager_audit_append(Manager *m, const char *kind, const char *message, json_object *fields,
