@@ -1493,7 +1493,12 @@ void client_set_last_error(secclient *c, const char *message) {
 }
 
 int client_connection_ensure(secclient *c) {
-        return connection_ensure(c);
+        int r = connection_ensure(c);
+
+        /* On failure the note explains it (a refusal that stopped reconnection, a failed reconnect). */
+        if (r >= 0)
+                clear_last_error(c);
+        return r;
 }
 
 int client_channel_binding(secclient *c, uint8_t ret[SECCLIENT_KEY_SIZE]) {
@@ -1588,7 +1593,7 @@ int client_request(secclient *c, uint8_t type, const void *payload, size_t len, 
                    uint8_t **ret_payload, size_t *ret_len) {
         int r;
 
-        r = connection_ensure(c);
+        r = client_connection_ensure(c);
         if (r < 0)
                 return r;
         /* A registration that failed after a reconnection (or after secclient_connect()) is retried first. */

@@ -157,8 +157,10 @@ _public_ int secclient_relay_send(secclient *c, const uint8_t recipient[SECCLIEN
 
         if (!c || !recipient || !data || len == 0)
                 return -EINVAL;
-        if (len > FRAME_PAYLOAD_MAX_HARD - RELAY_SEND_HEADER_SIZE)
+        if (len > FRAME_PAYLOAD_MAX_HARD - RELAY_SEND_HEADER_SIZE) {
+                client_set_last_error(c, "the message is over the largest frame (16 MiB with its header)");
                 return -EMSGSIZE;
+        }
 
         memcpy(s.recipient, recipient, RELAY_KEY_SIZE);
         if (client_msg_id)
