@@ -587,6 +587,51 @@ class RelayFrameLimitTest(RelayTestCase):
         self.assertEqual(len(t.cmd("fetch 1000 0 0", ok=True)["messages"]), 1)
 
 
+class RelayLifecycleTest(RelayTestCase):
+    secd_extra_args = ("--data-idle-timeout", "1s")
+
+    def test_idle_timeout_does_not_cut_a_waiting_fetch(self):
+        bob = self.identity("bob")
+        t = self.tool()
+        t.cmd(f"register {bob.arg}", ok=True)
+        out = t.cmd("fetch 10 0 2500", ok=True)
+        self.assertEqual(out["messages"], [])
+        self.assertGreaterEqual(out["elapsed_ms"], 2400, out)
+        t.cmd("ping", ok=True)
+        # An idle registered connection is closed, and the library comes back registered.
+        time.sleep(1.5)
+        sid = t.cmd(f"send {bob.hex} - 6261636b", ok=True)["server_id"]
+        self.assertEqual([m["id"] for m in t.cmd("fetch 10 0 0", ok=True)["messages"]], [sid])
+
+    def test_sigterm_answers_a_waiting_fetch_and_keeps_the_store(self):
+        bob, carol = self.identity("bob"), self.identity("carol")
+        t, sender = self.tool(name="waiter"), self.tool(name="sender")
+        self.assertEqual(sender.cmd(f"send {bob.hex} - 6b656570", ok=False)["error"], "ENXIO")
+        t.cmd(f"register {bob.arg}", ok=True)
+        sender.cmd(f"register {carol.arg}", ok=True)
+        gone = sender.cmd(f"send {bob.hex} - 676f6e65", ok=True)["server_id"]
+        kept = t.cmd(f"send {carol.hex} - 6b656570", ok=True)["server_id"]
+        self.assertEqual([m["id"] for m in t.cmd("fetch 10 0 0", ok=True)["messages"]], [gone])
+        t.cmd(f"ack {gone}", ok=True)
+        t.write("fetch 10 0 30000")          # nothing pending: it waits
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        self.d.stop(timeout=15)
+        out = t.read(timeout=15)
+        self.assertLess(time.monotonic() - t0, 10, "SIGTERM waited for the long poll")
+        self.assertEqual(out.get("error"), "ESHUTDOWN", out)
+        self.d = self.secd_dev(name="secd-again", extra_args=("--enroll-rate-limit", "1000", *self.secd_extra_args),
+                               state_dir=self.d.state_dir, runtime_dir=self.d.runtime_dir)
+        self.open_runtime_dir(self.d)
+        t2 = self.tool(name="after")
+        t2.cmd(f"register {bob.arg}", ok=True)
+        self.assertEqual(t2.cmd("fetch 10 0 0", ok=True)["messages"], [], "an acknowledged message came back")
+        t3 = self.tool(name="carol")
+        t3.cmd(f"register {carol.arg}", ok=True)
+        self.assertEqual([(m["id"], blob_of(m)) for m in t3.cmd("fetch 10 0 0", ok=True)["messages"]],
+                         [(kept, b"keep")])
+
+
 class RelayStatsTest(RelayTestCase):
     secd_extra_args = ("--relay-mailbox-max-messages", "4")
 
