@@ -15,8 +15,10 @@ static const char *const relay_statement_sql[_DB_STMT_MAX] = {
         [DB_STMT_MAILBOX_BY_KEY] = "SELECT id, owner FROM mailboxes WHERE identity_key = ?1",
         [DB_STMT_MAILBOX_INSERT] = "INSERT INTO mailboxes(identity_key, owner, created_usec) VALUES (?1, ?2, ?3)",
         [DB_STMT_MAILBOX_USAGE] = "SELECT queued_messages, queued_bytes FROM mailboxes WHERE id = ?1",
-        [DB_STMT_MESSAGE_BY_SENDER] =
-                "SELECT id, expires_usec FROM messages WHERE sender = ?1 AND client_msg_id = ?2",
+        [DB_STMT_DEDUP_LOOKUP] =
+                "SELECT id, expires_usec, 0 FROM messages WHERE sender = ?1 AND client_msg_id = ?2 "
+                "UNION ALL "
+                "SELECT server_id, expires_usec, 1 FROM tombstones WHERE sender = ?1 AND client_msg_id = ?2",
         [DB_STMT_MESSAGE_DELETE] = "DELETE FROM messages WHERE id = ?1",
         [DB_STMT_MESSAGE_INSERT] =
                 "INSERT INTO messages(mailbox_id, sender, client_msg_id, received_usec, expires_usec, body) "
@@ -35,8 +37,6 @@ static const char *const relay_statement_sql[_DB_STMT_MAX] = {
         [DB_STMT_MESSAGES_EXPIRE] =
                 "DELETE FROM messages WHERE id IN "
                 "(SELECT id FROM messages WHERE expires_usec <= ?1 ORDER BY expires_usec LIMIT ?2)",
-        [DB_STMT_TOMBSTONE_BY_SENDER] =
-                "SELECT server_id, expires_usec FROM tombstones WHERE sender = ?1 AND client_msg_id = ?2",
         [DB_STMT_TOMBSTONE_DELETE] = "DELETE FROM tombstones WHERE sender = ?1 AND client_msg_id = ?2",
         [DB_STMT_TOMBSTONES_EXPIRE] =
                 "DELETE FROM tombstones WHERE (sender, client_msg_id) IN "
@@ -193,55 +193,72 @@ int db_mailbox_usage(Db *db, int64_t mailbox_id, uint64_t *ret_messages, uint64_
 }
 
 /*
- * Look (sender, client_msg_id) up in messages or tombstones (the statement
- * says which). Returns 1 with the server id if a live one is found, 0 if
- * none is; an expired one not swept yet is deleted here (it is gone for the
- * recipient, and the UNIQUE index would refuse the new copy), and 0 returned.
+ * Look (sender, client_msg_id) up among the queued messages and the
+ * tombstones. Returns 1 with the server id if a live one is found, 0 if
+ * none is. One already expired at now_usec but not swept yet no longer
+ * counts: it is deleted here (it is gone for the recipient, and the UNIQUE
+ * index would refuse the new copy), inside txn, opened for that if needed.
  */
-static int dedup_find(Db *db, DbStatement find, DbStatement delete, const char *sender,
-                      const uint8_t client_msg_id[DB_MSG_ID_SIZE], int64_t now_usec, int64_t *ret_server_id) {
-        _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
-        int64_t server_id, expires;
+static int dedup_lookup(Db *db, DbTxn *txn, const char *sender, const uint8_t client_msg_id[DB_MSG_ID_SIZE],
+                        int64_t now_usec, int64_t *ret_server_id) {
+        struct {
+                int64_t id;
+                bool tombstone;
+        } expired[2];
+        size_t n_expired = 0;
         int r, rc;
 
-        r = relay_stmt(db, find, &stmt);
-        if (r < 0)
-                return r;
-        rc = sqlite3_bind_text(stmt, 1, sender, -1, SQLITE_STATIC);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_bind_blob(stmt, 2, client_msg_id, DB_MSG_ID_SIZE, SQLITE_STATIC);
-        if (rc != SQLITE_OK)
-                return db_error(db, rc);
-        rc = sqlite3_step(stmt);
-        if (rc == SQLITE_DONE)
-                return 0;
-        if (rc != SQLITE_ROW)
-                return db_error(db, rc);
-        server_id = sqlite3_column_int64(stmt, 0);
-        expires = sqlite3_column_int64(stmt, 1);
-        db_stmt_resetp(&stmt);
-        stmt = NULL;
+        {
+                _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
 
-        if (expires > now_usec) {
-                *ret_server_id = server_id;
-                return 1;
-        }
-
-        r = relay_stmt(db, delete, &stmt);
-        if (r < 0)
-                return r;
-        if (delete == DB_STMT_MESSAGE_DELETE)
-                rc = sqlite3_bind_int64(stmt, 1, server_id);
-        else {
+                r = relay_stmt(db, DB_STMT_DEDUP_LOOKUP, &stmt);
+                if (r < 0)
+                        return r;
                 rc = sqlite3_bind_text(stmt, 1, sender, -1, SQLITE_STATIC);
                 if (rc == SQLITE_OK)
                         rc = sqlite3_bind_blob(stmt, 2, client_msg_id, DB_MSG_ID_SIZE, SQLITE_STATIC);
+                if (rc != SQLITE_OK)
+                        return db_error(db, rc);
+                /* At most one row from each table: both are UNIQUE on (sender, client_msg_id). */
+                for (size_t i = 0; i < ELEMENTSOF(expired); i++) {
+                        rc = sqlite3_step(stmt);
+                        if (rc == SQLITE_DONE)
+                                break;
+                        if (rc != SQLITE_ROW)
+                                return db_error(db, rc);
+                        if (sqlite3_column_int64(stmt, 1) > now_usec) {
+                                *ret_server_id = sqlite3_column_int64(stmt, 0);
+                                return 1;
+                        }
+                        expired[n_expired].id = sqlite3_column_int64(stmt, 0);
+                        expired[n_expired].tombstone = sqlite3_column_int(stmt, 2) != 0;
+                        n_expired++;
+                }
         }
-        if (rc != SQLITE_OK)
-                return db_error(db, rc);
-        rc = sqlite3_step(stmt);
-        if (rc != SQLITE_DONE)
-                return db_error(db, rc);
+
+        for (size_t i = 0; i < n_expired; i++) {
+                _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
+
+                if (!txn->active) {
+                        r = db_txn_begin(db, txn);
+                        if (r < 0)
+                                return r;
+                }
+                r = relay_stmt(db, expired[i].tombstone ? DB_STMT_TOMBSTONE_DELETE : DB_STMT_MESSAGE_DELETE, &stmt);
+                if (r < 0)
+                        return r;
+                if (expired[i].tombstone) {
+                        rc = sqlite3_bind_text(stmt, 1, sender, -1, SQLITE_STATIC);
+                        if (rc == SQLITE_OK)
+                                rc = sqlite3_bind_blob(stmt, 2, client_msg_id, DB_MSG_ID_SIZE, SQLITE_STATIC);
+                } else
+                        rc = sqlite3_bind_int64(stmt, 1, expired[i].id);
+                if (rc != SQLITE_OK)
+                        return db_error(db, rc);
+                rc = sqlite3_step(stmt);
+                if (rc != SQLITE_DONE)
+                        return db_error(db, rc);
+        }
         return 0;
 }
 
@@ -263,19 +280,24 @@ int db_message_insert(Db *db, int64_t mailbox_id, const char *sender, const uint
         if (received_usec < 0 || expires_usec <= received_usec)
                 return db_errorf(db, -EINVAL, "message: bad received/expiry times");
 
-        r = db_txn_begin(db, &txn);
-        if (r < 0)
-                return r;
+        /*
+         * Without a transaction of the caller's, the lookups, the quota check
+         * and the INSERT need one of their own. Inside one (the writer's
+         * batch), reads need no savepoint and the INSERT, trigger included,
+         * is one statement and atomic by itself: a savepoint is opened only
+         * when an expired copy has to be deleted first (dedup_lookup()).
+         */
+        if (sqlite3_get_autocommit(db->sqlite)) {
+                r = db_txn_begin(db, &txn);
+                if (r < 0)
+                        return r;
+        }
 
-        r = dedup_find(db, DB_STMT_MESSAGE_BY_SENDER, DB_STMT_MESSAGE_DELETE, sender, client_msg_id,
-                       received_usec, &server_id);
-        if (r == 0)
-                r = dedup_find(db, DB_STMT_TOMBSTONE_BY_SENDER, DB_STMT_TOMBSTONE_DELETE, sender, client_msg_id,
-                               received_usec, &server_id);
+        r = dedup_lookup(db, &txn, sender, client_msg_id, received_usec, &server_id);
         if (r < 0)
                 return r;
         if (r > 0) {
-                r = db_txn_commit(&txn);
+                r = txn.active ? db_txn_commit(&txn) : 0;
                 if (r < 0)
                         return r;
                 if (ret_server_id)
@@ -318,7 +340,7 @@ int db_message_insert(Db *db, int64_t mailbox_id, const char *sender, const uint
         server_id = sqlite3_last_insert_rowid(db->sqlite);
         db_stmt_resetp(&stmt);
 
-        r = db_txn_commit(&txn);
+        r = txn.active ? db_txn_commit(&txn) : 0;
         if (r < 0)
                 return r;
         if (ret_server_id)

@@ -562,7 +562,7 @@ static void test_ack_own_mailbox(void **state) {
 /* A failed call inside the writer's transaction undoes only itself; a rollback undoes everything. */
 static void test_inside_transaction(void **state) {
         Fixture *f = *state;
-        int64_t a = mailbox_new(f->db, 1, "uid:1"), id;
+        int64_t a = mailbox_new(f->db, 1, "uid:1"), b, id;
         DbQuota q = { .max_messages = 1 };
         bool dup;
 
@@ -580,6 +580,22 @@ static void test_inside_transaction(void **state) {
         assert_int_equal(db_rollback(f->db), 0);
         assert_usage(f->db, a, 1, 10);
         assert_int_equal(count_rows(f->db, "tombstones"), 0);
+        assert_counters_recount(f->db);
+
+        /*
+         * A resend that replaces an expired copy and then fails the quota:
+         * the copy's deletion is undone with it, the caller's work stays.
+         */
+        b = mailbox_new(f->db, 2, "uid:2");
+        assert_int_equal(msg_put(f->db, b, "s", 10, 10, T0, T0 + 10, NULL, &id, &dup), 0);
+        assert_int_equal(msg_put(f->db, b, "s", 11, 20, T0, T0 + TTL, NULL, &id, &dup), 0);
+        assert_int_equal(db_begin(f->db), 0);
+        assert_int_equal(msg_put(f->db, b, "s", 12, 5, T0, T0 + TTL, NULL, &id, &dup), 0);
+        assert_int_equal(msg_put(f->db, b, "s", 10, 10, T0 + 20, T0 + TTL, &q, &id, &dup), -EDQUOT);
+        assert_usage(f->db, b, 3, 35);
+        assert_int_equal(handle_int(f->db, "SELECT count(*) FROM messages WHERE expires_usec = 1000010"), 1);
+        assert_int_equal(db_commit(f->db), 0);
+        assert_usage(f->db, b, 3, 35);
         assert_counters_recount(f->db);
 }
 
