@@ -280,6 +280,21 @@ class RelayProofTest(RelayTestCase):
         self.assertEqual(self.assert_reply(t.cmd(f"tls-raw {k1} {PING} 6869"), PING), b"hi")
         self.assertEqual(t.close(), 0)
 
+    def test_small_order_key_cannot_register_without_a_private_key(self):
+        """The identity point as a mailbox key: R = identity, S = 0 "verifies" for every message
+        under a permissive Ed25519 check, so such a proof proves nothing and replays anywhere.
+        secd must refuse it (BAD_SIGNATURE, or BAD_PAYLOAD for a key it rejects outright)."""
+        t = self.tool()
+        identity_point = bytes([1]) + bytes(31)
+        forged = identity_point + identity_point + bytes(32)
+        for _ in range(2):
+            k = t.cmd("tls-open", ok=True)["k"]
+            out = t.cmd(f"tls-raw {k} {REGISTER} {forged.hex()}", ok=True)
+            self.assertEqual(out.get("type"), mt.ERROR,
+                             f"secd accepted a REGISTER for the small-order key 01 00..00 with the forged "
+                             f"proof R=identity, S=0 (no private key exists): {out}")
+            self.assertIn(out.get("code"), (ERR_BAD_SIGNATURE, ERR_BAD_PAYLOAD), out)
+
     def test_other_uid_cannot_take_fetch_or_ack_a_mailbox(self):
         self.allow_nobody()
         alice, mal = self.identity("alice"), self.identity("mallory", uid=NOBODY_UID)
