@@ -42,6 +42,10 @@
 set -euo pipefail
 umask 022
 export LC_ALL=C.UTF-8
+# The installed programs and library, never a copy in /usr/local or a
+# developer's environment pointing somewhere else.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+unset SECCTL_SOCKET SECD_SOCKET SECD_ENROLL_SOCKET LD_LIBRARY_PATH PKG_CONFIG_PATH CMAKE_PREFIX_PATH
 export DEBIAN_FRONTEND=noninteractive
 
 me=deb-smoke
@@ -305,9 +309,16 @@ ok "/run/secd 0755; secd.socket, secd-enroll.socket, secd-control.socket enabled
 
 # The examples of libsecclient-dev build against the installed library,
 # through the CMake package (ping) and pkg-config (ping-pc).
-cmake -S /usr/share/doc/libsecclient-dev/examples -B "$tmp/examples" >"$tmp/examples.log" 2>&1 &&
+PKG_CONFIG_LIBDIR="/usr/lib/$multiarch/pkgconfig:/usr/lib/pkgconfig:/usr/share/pkgconfig" \
+        cmake -S /usr/share/doc/libsecclient-dev/examples -B "$tmp/examples" \
+              -Dsecclient_DIR="/usr/lib/$multiarch/cmake/secclient" >"$tmp/examples.log" 2>&1 &&
         cmake --build "$tmp/examples" >>"$tmp/examples.log" 2>&1 ||
         { cat "$tmp/examples.log" >&2; fail "the installed examples do not build"; }
+for e in ping ping-pc; do
+        used=$(ldd "$tmp/examples/$e" | awk '$1 == "libsecclient.so.1" { print $3 }')
+        [ -n "$used" ] && [ "$(readlink -f "$used")" = "$(readlink -f "/usr/lib/$multiarch/libsecclient.so.1")" ] ||
+                fail "$e does not use the installed libsecclient.so.1: ${used:-none}"
+done
 ok "installed examples build with find_package(secclient) and pkg-config"
 
 # ---------------------------------------------------------------- 3. start
