@@ -19,6 +19,7 @@ ALREADY_REGISTERED -EEXIST), raw frames the exact ERROR code.
 """
 
 import os
+import socket
 import sqlite3
 import struct
 import time
@@ -94,6 +95,9 @@ class RelayExchangeTest(RelayTestCase):
         out = b.cmd("ack " + " ".join(str(m["id"]) for m in got), ok=True)
         self.assertEqual(out["deleted"], len(got))
         self.assertEqual(b.cmd(f"ack {got[0]['id']}", ok=True)["deleted"], 0, "an id deleted twice")
+        self.assertEqual(a.cmd(f"ack {got_a[0]['id']} {got_a[0]['id']}", ok=True)["deleted"], 1,
+                         "a duplicated id in one ACK counted twice")
+        got_a = got_a[1:]
         for t in (a, b, c):
             self.assertEqual(t.close(), 0)
 
@@ -271,6 +275,8 @@ class RelayProofTest(RelayTestCase):
         # so nothing above did).
         good = t.cmd(f"tls-register {k0} {alice.arg}")
         self.assertEqual(self.assert_reply(good, REGISTER), b"\x01")
+        # The same key again on its own connection: fine, nothing created.
+        self.assertEqual(self.assert_reply(t.cmd(f"tls-register {k0} {alice.arg}"), REGISTER), b"\x00")
         # Those exact bytes replayed on another session: refused.
         self.assert_code(t.cmd(f"tls-raw {k1} {REGISTER} {good['sent']}"), ERR_BAD_SIGNATURE,
                          "the working proof replayed on another connection")
@@ -423,6 +429,11 @@ class RelayQuotaTest(RelayTestCase):
         self.assertEqual((out["ok"], out["error"], out["sent"]), (False, "EDQUOT", 5), out)
         self.assert_code(t.cmd(f"raw {SEND} {send_payload(bob.hex, cid(99), b'x').hex()}"),
                          ERR_QUOTA_EXCEEDED, "a sixth message")
+        # A resend of a stored message (a lost reply) is answered, full mailbox or not.
+        again = t.cmd(f"send {bob.hex} {(bytes.fromhex('5151') + bytes(6) + struct.pack('>Q', 4)).hex()} "
+                      f"{mt.fill_pattern(10, bytes.fromhex('5151') + bytes(6) + struct.pack('>Q', 4)).hex()}")
+        self.assertEqual((again.get("ok"), again.get("server_id"), again.get("duplicate")), (True, out["ids"][4], True),
+                         f"a resend into a full mailbox: {again}")
         got = t.cmd("fetch 100 0 0", ok=True)["messages"]
         self.assertEqual([m["id"] for m in got], out["ids"], "accepted messages were lost")
         for i, m in enumerate(got):
@@ -710,7 +721,22 @@ class RelaySocketActivationTest(RelayTestCase):
                  state_dir=self.path("state"))
         self.daemons.append(d)
         d.sockets = dict(activate)
-        d.start()
+        d.start(wait_ready=False)
+
+        # The activator's first connection execs secd. The socket file appears at bind(),
+        # a moment before listen(): retry a refused connect (once failed under load).
+        def first_connection():
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(mt.TIMEOUT)
+            try:
+                s.connect(d.sockets["data"])
+            except (FileNotFoundError, ConnectionRefusedError):
+                s.close()
+                return False
+            self.addCleanup(s.close)
+            return True
+        wait_until(first_connection, what="systemd-socket-activate listening on the data socket")
+        d.wait_ready()
         return d
 
     def tool_args(self, d=None):
