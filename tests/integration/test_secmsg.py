@@ -136,6 +136,23 @@ class SecmsgTest(RelayTestCase):
         cp = self.secmsg("recv", uid=NOBODY_UID, home=self.bob, expect=0)
         self.assertEqual(cp.stdout, b"keep me", "a message that never reached stdout was acknowledged")
 
+    def test_hostile_identity_files_are_refused_with_a_reason(self):
+        cases = {
+            "symlink": lambda p: os.symlink("/etc/passwd", p),
+            "short": lambda p: open(os.open(p, os.O_WRONLY | os.O_CREAT, 0o600), "wb").write(os.urandom(31)),
+            "readable": lambda p: (open(os.open(p, os.O_WRONLY | os.O_CREAT, 0o600), "wb").write(os.urandom(32)),
+                                   os.chmod(p, 0o644)),
+            "fifo": lambda p: os.mkfifo(p, 0o600),
+        }
+        for name, make in cases.items():
+            home = self.path(f"home-{name}")
+            os.mkdir(home, 0o700)
+            make(os.path.join(home, "identity"))
+            cp = self.secmsg("id", home=home)
+            self.assertNotEqual(cp.returncode, 0, f"{name} identity accepted: {cp.stdout!r}")
+            self.assertEqual(cp.stdout, b"", f"{name} identity: something printed")
+            self.assertIn(b"secmsg: ", cp.stderr, f"{name} identity refused without a reason (exit {cp.returncode})")
+
     def test_keys_publish_count_bundle(self):
         bob = self.address(uid=NOBODY_UID, home=self.bob)
         self.address(home=self.alice)
