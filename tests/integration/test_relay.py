@@ -301,6 +301,26 @@ class RelayProofTest(RelayTestCase):
                              f"proof R=identity, S=0 (no private key exists): {out}")
             self.assertIn(out.get("code"), (ERR_BAD_SIGNATURE, ERR_BAD_PAYLOAD), out)
 
+    def test_racing_registers_of_a_new_mailbox_have_one_winner(self):
+        t = self.tool(name="racer")
+        ks = [t.cmd("tls-open", ok=True)["k"] for _ in range(2)]
+        for n in range(5):
+            ident = self.identity(f"race{n}")
+            # Both proofs are made first (exporters from the tool, signatures here), then both
+            # frames leave back to back, before either reply.
+            frames = [ident.pub + ident.sign(mt.DOMAIN_REGISTER + bytes.fromhex(
+                t.cmd(f"tls-exporter {k}", ok=True)["exporter"])) for k in ks]
+            for k, f in zip(ks, frames):
+                t.cmd(f"tls-send {k} {REGISTER} {f.hex()}", ok=True)
+            replies = sorted((t.cmd(f"tls-recv {k}", ok=True) for k in ks), key=lambda o: o["type"])
+            self.assertEqual([(o["type"], o.get("payload") if o["type"] != mt.ERROR else o.get("code"))
+                              for o in replies], [(REGISTER | 0x80, "01"), (mt.ERROR, ERR_MAILBOX_BUSY)],
+                             f"round {n}: {replies}")
+            # Fresh connections for the next round.
+            for i, k in enumerate(ks):
+                t.cmd(f"tls-close {k}", ok=True)
+                ks[i] = t.cmd("tls-open", ok=True)["k"]
+
     def test_other_uid_cannot_take_fetch_or_ack_a_mailbox(self):
         self.allow_nobody()
         alice, mal = self.identity("alice"), self.identity("mallory", uid=NOBODY_UID)
