@@ -619,7 +619,7 @@ static int unix_connect(const char *path) {
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         if (strlen(path) >= sizeof sa.sun_path)
                 return -ENAMETOOLONG;
-        strcpy(sa.sun_path, path);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
@@ -954,12 +954,17 @@ typedef struct BundleWorker {
         unsigned n_errors;
 } BundleWorker;
 
-static pthread_barrier_t bundle_barrier;
+/* Everyone connects first, then all fetch at once. */
+static pthread_mutex_t bundle_start_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t bundle_start_cond = PTHREAD_COND_INITIALIZER;
+static bool bundle_start;
 
 static void *bundle_worker(void *userdata) {
         BundleWorker *w = userdata;
-        /* Everyone connected first, then all fetch at once. */
-        pthread_barrier_wait(&bundle_barrier);
+        pthread_mutex_lock(&bundle_start_lock);
+        while (!bundle_start)
+                pthread_cond_wait(&bundle_start_cond, &bundle_start_lock);
+        pthread_mutex_unlock(&bundle_start_lock);
         if (w->setup_error < 0)
                 return NULL;
         for (unsigned i = 0; i < w->per; i++) {
@@ -994,20 +999,29 @@ static int cmd_bundles(Tool *t, json_object *o, char **args, unsigned n) {
                 if (w[i].setup_error >= 0)
                         w[i].setup_error = secclient_connect(w[i].c);
         }
-        pthread_barrier_init(&bundle_barrier, NULL, (unsigned) threads);
-        uint64_t started = 0;
-        for (; started < threads; started++)
-                if (pthread_create(&w[started].thread, NULL, bundle_worker, &w[started]) != 0)
-                        break;
-        if (started < threads) {
-                /* The barrier would never open: give up before anything waits on it. */
-                abort();
+        bool *started = calloc(threads, sizeof *started);
+        if (!started) {
+                for (uint64_t i = 0; i < threads; i++)
+                        secclient_free(w[i].c);
+                free(w);
+                return -ENOMEM;
+        }
+        bundle_start = false;
+        for (uint64_t i = 0; i < threads; i++) {
+                started[i] = pthread_create(&w[i].thread, NULL, bundle_worker, &w[i]) == 0;
+                if (!started[i] && w[i].setup_error >= 0)
+                        w[i].setup_error = -EAGAIN;
         }
         uint64_t t0 = now_ms();
+        pthread_mutex_lock(&bundle_start_lock);
+        bundle_start = true;
+        pthread_cond_broadcast(&bundle_start_cond);
+        pthread_mutex_unlock(&bundle_start_lock);
         for (uint64_t i = 0; i < threads; i++)
-                pthread_join(w[i].thread, NULL);
+                if (started[i])
+                        pthread_join(w[i].thread, NULL);
         add_u64(o, "elapsed_ms", now_ms() - t0);
-        pthread_barrier_destroy(&bundle_barrier);
+        free(started);
 
         json_object *ids = json_object_new_array(), *errors = json_object_new_object();
         uint64_t no_otk = 0;
@@ -1525,7 +1539,8 @@ static int run_command(Tool *t, char **args, unsigned n) {
                 r = cmd->run(t, o, args + 1, n - 1);
         if (r < 0) {
                 json_object_object_del(o, "ok");
-                result_errno(o, t, r);
+                /* secd's message from the library, not for the raw connections (it may be stale). */
+                result_errno(o, cmd && strncmp(cmd->name, "tls-", 4) == 0 ? NULL : t, r);
         } else
                 json_object_object_add(o, "ok", json_object_new_boolean(true));
         emit(o);
