@@ -484,6 +484,14 @@ audited() { secctl --json audit --limit 50 | grep -q "$bad_sha"; }
 wait_for 10 audited || fail "the refusal of $bad_sha is not in the audit trail after 10 s"
 ok "modified copy refused (exit $rc: $(printf '%s' "$out" | head -n 1)), audited with its sha256"
 
+# secmsg (its own package) runs against the installed library: its
+# identity is made in a private home, and the address is 64 hex digits.
+install -d -m 0700 -o "$nobody" -g "$nogroup" "$tmp/secmsg"
+addr=$(timeout 30 "${as_nobody[@]}" secmsg --home "$tmp/secmsg/home" id 2>&1) || fail "secmsg id: $addr"
+printf '%s\n' "$addr" | grep -qxE '[0-9a-f]{64}' || fail "secmsg id printed '$addr', not an address"
+check_file "$tmp/secmsg/home" 700 "$(id -un nobody):$(id -gn nobody)"
+ok "secmsg id (uid $nobody): address ${addr:0:16}..., home 0700"
+
 # ----------------------------------------------------------------- 5. stop
 # secd pets the watchdog at half of WatchdogSec=, or systemd would kill it.
 wait_for $(( watchdog_usec / 1000000 )) grep -qx 'WATCHDOG=1' "$tmp/notify/messages" ||
