@@ -505,6 +505,7 @@ int db_messages_expire(Db *db, int64_t now_usec, size_t limit, size_t *ret_delet
         _cleanup_db_txn_ DbTxn txn = {};
         sqlite3_int64 bound = (sqlite3_int64) MIN(limit, (size_t) INT64_MAX);
         size_t deleted = 0;
+        bool more = false;
         int r;
 
         if (!db)
@@ -516,6 +517,7 @@ int db_messages_expire(Db *db, int64_t now_usec, size_t limit, size_t *ret_delet
 
         for (int s = 0; s < 2; s++) {
                 _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
+                size_t n;
                 int rc;
 
                 r = relay_stmt(db, s == 0 ? DB_STMT_MESSAGES_EXPIRE : DB_STMT_TOMBSTONES_EXPIRE, &stmt);
@@ -530,8 +532,17 @@ int db_messages_expire(Db *db, int64_t now_usec, size_t limit, size_t *ret_delet
                 if (rc != SQLITE_DONE)
                         return db_error(db, rc);
                 /* changes() counts the statement's own rows, not the counter triggers' updates. */
+                n = (size_t) sqlite3_changes64(db->sqlite);
                 if (s == 0)
-                        deleted = (size_t) sqlite3_changes64(db->sqlite);
+                        deleted = n;
+                /*
+                 * Either table at its limit: more may be waiting. Tombstones
+                 * count here even though *ret_deleted leaves them out, or a
+                 * relay whose messages are all acknowledged in time would
+                 * never catch up with its tombstones.
+                 */
+                if (limit > 0 && n >= limit)
+                        more = true;
         }
 
         r = db_txn_commit(&txn);
@@ -539,7 +550,7 @@ int db_messages_expire(Db *db, int64_t now_usec, size_t limit, size_t *ret_delet
                 return r;
         if (ret_deleted)
                 *ret_deleted = deleted;
-        return 0;
+        return more;
 }
 
 int db_relay_stats(Db *db, DbRelayStats *ret) {

@@ -279,7 +279,8 @@ int db_messages_ack(Db *db, int64_t mailbox_id, const int64_t *ids, size_t n, si
 /*
  * Delete at most limit messages with expires_usec <= now_usec (soonest
  * expiry first), and at most limit expired tombstones; *ret_deleted counts
- * the messages (the caller repeats while it equals limit).
+ * the messages. Returns 1 if either reached limit (call again: more may be
+ * waiting, tombstones included), 0 if everything expired is gone.
  */
 int db_messages_expire(Db *db, int64_t now_usec, size_t limit, size_t *ret_deleted);
 
