@@ -169,7 +169,7 @@ for p in $packages; do
         st=$(pkg_status "$p")
         [ -z "$st" ] || fail "package $p is known to dpkg here ($st); this test installs and purges it"
 done
-for d in /var/lib/secd /run/secd; do
+for d in /var/lib/secd /run/secd /etc/secd; do
         [ ! -e "$d" ] || fail "$d exists: a secd may be in use here; this test would destroy it"
 done
 trap cleanup EXIT
