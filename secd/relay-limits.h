@@ -55,6 +55,15 @@ typedef struct RelayRateTableStats {
 } RelayRateTableStats;
 void relay_rate_table_stats(const RelayRateTable *t, RelayRateTableStats *ret);
 
+/*
+ * Is this Ed25519 public key one of the points of small order (order 1, 2,
+ * 4 or 8), in any encoding (canonical or y >= p, either sign bit)? For
+ * a key signatures can be forged without any private key (for the
+ * identity, R = identity and S = 0 verifies every message under nettle's
+ * check): a proof by it proves nothing, so the relay refuses these keys.
+ */
+bool relay_ed25519_key_is_weak(const uint8_t key[32]);
+
 /* SipHash-2-4 (Aumasson, Bernstein) of data under a 16-byte key. */
 uint64_t relay_siphash24(const uint8_t key[16], const void *data, size_t len);
 

@@ -134,6 +134,9 @@ int relay_internal_error(RelaySession *s, uint8_t type, uint32_t request_id, int
 
 bool relay_ed25519_verify(const uint8_t key[RELAY_KEY_SIZE], const uint8_t *msg, size_t len,
                           const uint8_t sig[RELAY_SIGNATURE_SIZE]) {
+        /* A small-order key "verifies" R = identity, S = 0 for any message: no proof at all. */
+        if (relay_ed25519_key_is_weak(key))
+                return false;
         return ed25519_sha512_verify(key, len, msg, sig) == 1;
 }
 
@@ -396,6 +399,9 @@ static int relay_register(RelaySession *s, const FrameHeader *h, const uint8_t *
 
         if (relay_session_exporter(s, exporter) < 0)
                 return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_INTERNAL, "no channel binding");
+        if (relay_ed25519_key_is_weak(req.key))
+                return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_BAD_SIGNATURE,
+                                    "the key is a point of small order: nobody holds its private key");
         len = relay_signed_register(signed_msg, exporter);
         if (!relay_ed25519_verify(req.key, signed_msg, len, req.proof))
                 return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_BAD_SIGNATURE,

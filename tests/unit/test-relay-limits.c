@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <nettle/eddsa.h>
+
 #include "relay-limits.h"
 #include "relay-proto.h"
 
@@ -24,6 +26,51 @@ static void test_siphash_vectors(void **state) {
         /* Different key, different hash. */
         key[0] ^= 1;
         assert_true(relay_siphash24(key, msg, 15) != UINT64_C(0xa129ca6149be45e5));
+}
+
+static void test_ed25519_weak_keys(void **state) {
+        static const char *const small_order[] = {
+                "0000000000000000000000000000000000000000000000000000000000000000",
+                "0100000000000000000000000000000000000000000000000000000000000000",
+                "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+                "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+                "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+                "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+                "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        };
+        uint8_t key[32], seed[32], sig[64] = {}, msg[] = "secd relay register v1 anything";
+
+        for (size_t i = 0; i < ELEMENTSOF(small_order); i++) {
+                for (unsigned k = 0; k < 32; k++) {
+                        unsigned v;
+                        assert_int_equal(sscanf(small_order[i] + 2 * k, "%2x", &v), 1);
+                        key[k] = (uint8_t) v;
+                }
+                assert_true(relay_ed25519_key_is_weak(key));
+                key[31] |= 0x80;        /* the other sign of x */
+                assert_true(relay_ed25519_key_is_weak(key));
+        }
+
+        /* Why: the identity with R = identity, S = 0 passes nettle's check for any message. */
+        memset(key, 0, sizeof key);
+        key[0] = 1;
+        sig[0] = 1;
+        if (ed25519_sha512_verify(key, sizeof msg, msg, sig) == 1)
+                print_message("nettle accepts the forged signature for the identity key, as expected\n");
+
+        /* Real keys are not weak; nor are near misses. */
+        for (unsigned i = 0; i < 64; i++) {
+                memset(seed, (int) i, sizeof seed);
+                ed25519_sha512_public_key(key, seed);
+                assert_false(relay_ed25519_key_is_weak(key));
+        }
+        memset(key, 0, sizeof key);
+        key[0] = 2;
+        assert_false(relay_ed25519_key_is_weak(key));
+        memset(key, 0xff, sizeof key);
+        key[0] = 0xef;
+        key[31] = 0x7f;
+        assert_false(relay_ed25519_key_is_weak(key));
 }
 
 static void test_rate_burst_and_refill(void **state) {
@@ -200,6 +247,7 @@ static void test_fetch_fit(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_siphash_vectors),
+                cmocka_unit_test(test_ed25519_weak_keys),
                 cmocka_unit_test(test_rate_burst_and_refill),
                 cmocka_unit_test(test_rate_peek_does_not_take),
                 cmocka_unit_test(test_rate_unlimited),
