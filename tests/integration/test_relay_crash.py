@@ -98,6 +98,7 @@ class RelayCrashTest(RelayTestCase):
             self.d.proc.send_signal(signal.SIGKILL)
             code = self.d.wait_exit()
             self.assertEqual(code, -signal.SIGKILL, f"secd did not die by SIGKILL {note}")
+            self.d.check_sanitizers()
             kills.append(at)
             self.d = self.restart(n)        # READY=1 or the test fails here
             self.assertTrue(self.d.alive(), self.d.describe())
