@@ -754,6 +754,36 @@ static void test_schema_checks(void **state) {
         assert_counters_recount(f->db);
 }
 
+/* Rows that the schema would refuse (the file changed behind our back) are reported, not trusted. */
+static void test_corrupt_rows_refused(void **state) {
+        Fixture *f = *state;
+        int64_t a = mailbox_new(f->db, 1, "uid:1"), b = mailbox_new(f->db, 2, "uid:2");
+        _cleanup_free_ char *sql = NULL;
+        DbMessage *m = (DbMessage *) 0x1;
+        DbKeyBundle bundle;
+        DbPrekey otk;
+        size_t n = 77;
+
+        (void) msg_put_ok(f->db, a, "s", 1, 10);
+        prekey_make(&otk, 1);
+        assert_int_equal(publish(f->db, b, 1, 1, &otk, 1), 0);
+        handle_exec(f->db, "PRAGMA ignore_check_constraints = 1");
+        assert_true(asprintf(&sql,
+                             "INSERT INTO messages(mailbox_id, sender, client_msg_id, received_usec, expires_usec, body) "
+                             "VALUES (%" PRIi64 ", 's', x'0102', %lld, %lld, x'00');"
+                             "UPDATE identity_keys SET dh_key = zeroblob(31) WHERE mailbox_id = %" PRIi64,
+                             a, T0, T0 + TTL, b) > 0);
+        handle_exec(f->db, sql);
+        handle_exec(f->db, "PRAGMA ignore_check_constraints = 0");
+
+        assert_int_equal(db_messages_fetch(f->db, a, T0, 10, SIZE_MAX, &m, &n), -EBADMSG);
+        assert_ptr_equal(m, (DbMessage *) 0x1);
+        assert_int_equal(n, 77);
+        assert_int_equal(db_keys_bundle(f->db, b, &bundle), -EBADMSG);
+        /* The one-time key was not taken for a bundle that was never handed out. */
+        assert_int_equal(count_rows(f->db, "one_time_prekeys"), 1);
+}
+
 /* Run every statement once, then check that none of them scans a table. */
 static void test_query_plans(void **state) {
         Fixture *f = *state;
@@ -1258,6 +1288,7 @@ int main(void) {
                 T(test_counters_after_mix),
                 T(test_relay_stats),
                 T(test_schema_checks),
+                T(test_corrupt_rows_refused),
                 T(test_query_plans),
                 T(test_migration_2_to_3),
                 T(test_keys_publish_and_bundle),
