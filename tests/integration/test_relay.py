@@ -678,6 +678,41 @@ class RelayLifecycleTest(RelayTestCase):
                          [(kept, b"keep")])
 
 
+class RelayRandomPayloadTest(RelayTestCase):
+    """Random payloads of random lengths for every relay and key-server frame type on a
+    registered connection: each gets a reply or a per-request ERROR, the connection lives."""
+    secd_extra_args = ("--keys-bundle-rate", "off", "--keys-bundle-target-rate", "off")
+
+    def test_random_payloads_never_break_the_connection(self):
+        import random
+        seed = int.from_bytes(os.urandom(4), "big")
+        rng = random.Random(seed)
+        bob = self.identity("bob")
+        t = self.tool()
+        t.cmd(f"register {bob.arg}", ok=True)
+        t.cmd("publish 3 1 1", ok=True)
+        allowed = {ERR_BAD_PAYLOAD, ERR_BAD_SIGNATURE, ERR_NO_SUCH_MAILBOX, ERR_ALREADY_REGISTERED,
+                   ERR_MESSAGE_TOO_LARGE, mt.ERR_NO_KEYS}
+        for ftype in mt.RELAY_REQUEST_TYPES:
+            for i in range(60):
+                n = rng.choice((rng.randrange(0, 16), rng.randrange(16, 300), rng.randrange(300, 5000)))
+                payload = bytes(rng.getrandbits(8) for _ in range(n))
+                if ftype == FETCH and n >= 10:
+                    # A random FETCH may ask to wait: keep that short.
+                    payload = payload[:6] + struct.pack(">I", rng.randrange(0, 50)) + payload[10:]
+                out = t.cmd(f"raw {ftype} {payload.hex() or '-'}")
+                what = f"type 0x{ftype:02x}, {n} random bytes (seed {seed}, #{i}): {out}"
+                self.assertTrue(out.get("ok"), what)
+                self.assertTrue(out.get("request_id_matches"), what)
+                if out["type"] == mt.ERROR:
+                    self.assertIn(out["code"], allowed, what)
+                else:
+                    self.assertEqual(out["type"], ftype | 0x80, what)
+        self.assertEqual(t.cmd(f"raw {PING} 6f6b")["payload"], "6f6b")
+        t.cmd("count", ok=True)
+        self.assertTrue(self.d.alive())
+
+
 class RelayStatsTest(RelayTestCase):
     secd_extra_args = ("--relay-mailbox-max-messages", "4")
 
