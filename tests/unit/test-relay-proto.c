@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "frame.h"
 #include "relay-proto.h"
 
 /*
@@ -803,6 +804,127 @@ static void test_count(void **state) {
         assert_exact_length(parse_count_reply, "00 00 00 64");
 }
 
+/*
+ * docs/protocol.md §9 is normative: every example frame there must have a
+ * header length equal to its payload and a payload this codec accepts for
+ * its type, so the page and the code cannot drift apart. The page is found
+ * next to this source file.
+ */
+static int parse_by_type(uint8_t type, const uint8_t *p, size_t n) {
+        switch (type) {
+        case FRAME_REGISTER: return parse_register(p, n);
+        case FRAME_REGISTER | FRAME_REPLY_BIT: return parse_register_reply(p, n);
+        case FRAME_SEND: return parse_send(p, n);
+        case FRAME_SEND | FRAME_REPLY_BIT: return parse_send_reply(p, n);
+        case FRAME_FETCH: return parse_fetch(p, n);
+        case FRAME_FETCH | FRAME_REPLY_BIT: return parse_fetch_reply(p, n);
+        case FRAME_ACK: return parse_ack(p, n);
+        case FRAME_ACK | FRAME_REPLY_BIT: return parse_ack_reply(p, n);
+        case FRAME_KEYS_PUBLISH: return parse_publish(p, n);
+        case FRAME_KEYS_PUBLISH | FRAME_REPLY_BIT: return parse_publish_reply(p, n);
+        case FRAME_KEYS_BUNDLE: return parse_bundle_request(p, n);
+        case FRAME_KEYS_BUNDLE | FRAME_REPLY_BIT: return parse_bundle(p, n);
+        case FRAME_KEYS_COUNT: return relay_count_request_parse(p, n);
+        case FRAME_KEYS_COUNT | FRAME_REPLY_BIT: return parse_count_reply(p, n);
+        case FRAME_ERROR: return frame_error_parse(p, (uint32_t) n, NULL, NULL);
+        default: return -ENOENT;
+        }
+}
+
+/* One example frame: "xx" or "xx×n" tokens (× in UTF-8) into a buffer. */
+static size_t example_bytes(const char *text, uint8_t *out, size_t max) {
+        size_t n = 0;
+
+        for (const char *t = text; *t;) {
+                unsigned byte, count = 1;
+                int used = 0;
+
+                if (*t == ' ' || *t == '\n') {
+                        t++;
+                        continue;
+                }
+                if (sscanf(t, "%2x%n", &byte, &used) != 1 || used != 2)
+                        fail_msg("docs/protocol.md §9: cannot read \"%.20s\"", t);
+                t += used;
+                if (strncmp(t, "\xc3\x97", 2) == 0) {
+                        if (sscanf(t + 2, "%u%n", &count, &used) != 1)
+                                fail_msg("docs/protocol.md §9: bad repeat at \"%.20s\"", t);
+                        t += 2 + used;
+                }
+                assert_true(count <= max - n);
+                memset(out + n, (int) byte, count);
+                n += count;
+        }
+        return n;
+}
+
+static void test_protocol_md_examples(void **state) {
+        char path[4096], *doc = NULL, *line, *save = NULL, frame[8192] = "";
+        const char *src = __FILE__, *slash = strrchr(src, '/');
+        uint8_t buf[4096];
+        unsigned frames = 0, types = 0;
+        bool seen[256] = {};
+        FILE *f;
+        long size;
+
+        if (!slash || src[0] != '/')
+                skip();
+        assert_true(snprintf(path, sizeof path, "%.*s/../../docs/protocol.md", (int) (slash - src), src) <
+                    (int) sizeof path);
+        f = fopen(path, "re");
+        if (!f)
+                skip();
+        assert_int_equal(fseek(f, 0, SEEK_END), 0);
+        size = ftell(f);
+        assert_true(size > 0 && size < (1 << 20));
+        rewind(f);
+        doc = calloc(1, (size_t) size + 1);
+        assert_non_null(doc);
+        assert_int_equal(fread(doc, 1, (size_t) size, f), (size_t) size);
+        fclose(f);
+
+        line = strstr(doc, "\n## 9. Examples");
+        assert_non_null(line);
+        /* Frames start with the magic; indented lines continue them; anything else ends them. */
+        for (line = strtok_r(line, "\n", &save);; line = strtok_r(NULL, "\n", &save)) {
+                bool cont = line && strncmp(line, "    ", 4) == 0 && frame[0];
+
+                if (cont) {
+                        assert_true(strlen(frame) + strlen(line) + 2 < sizeof frame);
+                        strcat(frame, " ");
+                        strcat(frame, line);
+                        continue;
+                }
+                if (frame[0]) {
+                        size_t n = example_bytes(frame, buf, sizeof buf);
+                        uint32_t len;
+
+                        assert_true(n >= FRAME_HEADER_SIZE);
+                        len = (uint32_t) buf[8] << 24 | (uint32_t) buf[9] << 16 | (uint32_t) buf[10] << 8 | buf[11];
+                        if (len != n - FRAME_HEADER_SIZE)
+                                fail_msg("docs example \"%.40s\": length field %u, payload %zu", frame, len,
+                                         n - FRAME_HEADER_SIZE);
+                        if (parse_by_type(buf[3], buf + FRAME_HEADER_SIZE, len) != 0)
+                                fail_msg("docs example \"%.40s\" does not parse as type 0x%02x", frame, buf[3]);
+                        frames++;
+                        if (!seen[buf[3]])
+                                types++;
+                        seen[buf[3]] = true;
+                        frame[0] = '\0';
+                }
+                if (!line || (strncmp(line, "## ", 3) == 0 && frames > 0))
+                        break;
+                if (strncmp(line, "53 44 ", 6) == 0) {
+                        assert_true(strlen(line) < sizeof frame);
+                        strcpy(frame, line);
+                }
+        }
+        /* Every relay and key-server request and reply, and an ERROR. */
+        assert_int_equal(types, 15);
+        assert_true(frames >= 15);
+        free(doc);
+}
+
 /* Every empty payload is refused except KEYS_COUNT's; NULL with n = 0 reads nothing. */
 static void test_empty(void **state) {
         parse_fn all[] = {
@@ -830,6 +952,7 @@ int main(void) {
                 cmocka_unit_test(test_bundle),
                 cmocka_unit_test(test_count),
                 cmocka_unit_test(test_empty),
+                cmocka_unit_test(test_protocol_md_examples),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
