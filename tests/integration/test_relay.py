@@ -226,6 +226,37 @@ class RelayExchangeTest(RelayTestCase):
         self.assertEqual(struct.unpack(">HQ", p[:10]), (1, sid))
         self.assertEqual(p[-4:], b"late")
 
+    def test_many_pipelined_sends_each_get_one_answer(self):
+        bob = self.identity("bob")
+        t = self.tool(name="pipeliner")
+        k = t.cmd("tls-open", ok=True)["k"]
+        self.assert_reply(t.cmd(f"tls-register {k} {bob.arg}"), REGISTER)
+        sent = {}
+        for n in range(300):
+            i = cid(n, b"P")
+            rid = t.cmd(f"tls-send {k} {SEND} {send_payload(bob.hex, i, i).hex()}", ok=True)["request_id"]
+            sent[rid] = i
+        stored, busy = {}, 0
+        for _ in range(len(sent)):
+            out = t.cmd(f"tls-recv {k}", ok=True)
+            self.assertIn(out["request_id"], sent, f"a reply to no request: {out}")
+            i = sent.pop(out["request_id"])
+            if out["type"] == mt.ERROR:
+                self.assertEqual(out["code"], mt.ERR_BUSY, out)   # explicit, never silent
+                busy += 1
+            else:
+                p = self.assert_reply(out, SEND)
+                stored[i.hex()] = struct.unpack(">Q", p[:8])[0]
+        self.assertEqual(sent, {}, "requests without an answer")
+        out = t.cmd(f"tls-raw {k} {FETCH} {fetch_payload(1000, 1 << 20, 0).hex()}")
+        p = self.assert_reply(out, FETCH)
+        n, off, got = struct.unpack(">H", p[:2])[0], 2, {}
+        for _ in range(n):
+            sid, c, _, length = struct.unpack(">Q16sQI", p[off:off + 36])
+            got[c.hex()] = sid
+            off += 36 + length
+        self.assertEqual(got, stored, f"stored messages differ from the acknowledged ones ({busy} BUSY)")
+
     def test_library_drops_redeliveries_until_acked(self):
         bob = self.identity("bob")
         t = self.tool()

@@ -104,6 +104,7 @@
 #define SENDMANY_MAX 100000
 #define IDS_LISTED_MAX 2000
 #define INLINE_DATA_MAX 256
+#define REPLY_HEX_MAX (256u << 10)     /* reply payload bytes printed */
 #define DRAIN_ROUNDS_MAX 10000
 #define FRAME_HEADER 12
 #define FRAME_PAYLOAD_LIMIT (16u << 20)
@@ -1053,7 +1054,9 @@ static int cmd_bundles(Tool *t, json_object *o, char **args, unsigned n) {
 static void add_reply(json_object *o, uint8_t type, const uint8_t *p, size_t len) {
         json_object_object_add(o, "type", json_object_new_int(type));
         add_u64(o, "len", len);
-        add_hex(o, "payload", p, MIN(len, (size_t) 4096));
+        add_hex(o, "payload", p, MIN(len, (size_t) REPLY_HEX_MAX));
+        if (len > REPLY_HEX_MAX)
+                json_object_object_add(o, "truncated", json_object_new_boolean(true));
         if (type == T_ERROR) {
                 uint16_t code;
                 char *msg = NULL;
