@@ -10,7 +10,8 @@ sender appends "client-id server-id" to its log only after the durable ack
 and fsyncs it. A crash-recv consumer fetches and acknowledges meanwhile,
 logging each message before its ACK and each ACK secd confirmed: no
 confirmed ACK may be undone by a crash, and what it saw plus what is left
-must hold every acknowledged send, one server id per client id. Rounds are bounded (ROUNDS kills, each after the senders
+must hold every acknowledged send, one server id per client id. A bundle
+fetcher takes one-time pre-keys meanwhile: none may be served twice. Rounds are bounded (ROUNDS kills, each after the senders
 made progress on the new incarnation, at a random moment); the random seed
 is printed on failure so a run can be repeated.
 """
@@ -36,7 +37,8 @@ MAX_PER_SENDER = 100000             # senders stop on the stop file, not on a co
 
 
 class RelayCrashTest(RelayTestCase):
-    secd_extra_args = ("--relay-send-rate", "off", "--relay-recipient-rate", "off")
+    secd_extra_args = ("--relay-send-rate", "off", "--relay-recipient-rate", "off",
+                       "--keys-bundle-rate", "off", "--keys-bundle-target-rate", "off")
 
     def restart(self, n):
         d = self.secd_dev(name=f"secd-r{n}", extra_args=("--enroll-rate-limit", "1000", *self.secd_extra_args),
@@ -63,7 +65,23 @@ class RelayCrashTest(RelayTestCase):
         r.cmd(f"register {bob.arg}", ok=True)
         r.close()
 
+        # Pre-keys handed out across the kills too: a one-time pre-key served once is gone for good.
+        alice = self.identity("alice")
+        p = self.tool(name="publisher")
+        p.cmd(f"register {alice.arg}", ok=True)
+        self.assertEqual(p.cmd("publish 100 1 1", ok=True)["stored"], 100)
+        p.close()
+
         stop = self.path("stop")
+        bundle_log = self.path("bundles.log")
+        out = open(self.path("bundles.out"), "wb")
+        self.addCleanup(out.close)
+        fetcher = subprocess.Popen([self.client, "--enroll-socket", self.d.enroll, "--endpoint", self.d.data,
+                                    "--timeout", "3000", "crash-bundles", alice.hex, bundle_log, "40",
+                                    str(int(TIMEOUT * 4000)), stop],
+                                   stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=base_env(),
+                                   cwd="/", preexec_fn=die_with_parent)
+        self.addCleanup(lambda: fetcher.poll() is None and (fetcher.kill(), fetcher.wait()))
         self.logs = [self.path(f"sender{i}.log") for i in range(len(SENDER_SIZES))]
         senders = []
         # A consumer fetches and acknowledges all along, across the kills too.
@@ -133,6 +151,15 @@ class RelayCrashTest(RelayTestCase):
             self.fail(f"consumer: sanitizer report:\n{report}")
         self.assertEqual(consumer.returncode, 0, f"the consumer failed {note}: {text[-2000:]}")
         consumer_result = json.loads(text.splitlines()[-1])
+        try:
+            fetcher.wait(TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.fail(f"the bundle fetcher did not stop {note}")
+        with open(self.path("bundles.out"), errors="replace") as f:
+            text = f.read()
+        self.assertIsNone(sanitizer_report(text), text[-3000:])
+        self.assertEqual(fetcher.returncode, 0, f"the bundle fetcher failed {note}: {text[-2000:]}")
+        fetcher_result = json.loads(text.splitlines()[-1])
         elapsed = time.monotonic() - started
 
         # What the senders know was acknowledged.
@@ -203,6 +230,18 @@ class RelayCrashTest(RelayTestCase):
             self.assertEqual(stats["messages"], len(got), f"relay stats disagree with the store: {stats}")
         self.assertGreater(len(seen), 0, f"the consumer received nothing: {consumer_result}")
 
+        # Every one-time pre-key went to one requester at most, crashes or not.
+        with open(bundle_log) as f:
+            served = [int(line.split()[1]) for line in f if line.startswith("O ")]
+        dup = sorted({i for i in served if served.count(i) > 1})
+        self.assertEqual(dup, [], f"one-time pre-keys handed out twice across the kills {note}")
+        self.assertTrue(set(served) <= set(range(1, 101)), served)
+        p = self.tool(name="owner")
+        p.cmd(f"register {alice.arg}", ok=True)
+        left = p.cmd("count", ok=True)["count"]
+        p.close()
+        self.assertLessEqual(left + len(served), 100, f"{left} left + {len(served)} served {note}")
+
         self.d.stop()
         db = sqlite3.connect(self.d.db)
         self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
@@ -214,7 +253,8 @@ class RelayCrashTest(RelayTestCase):
               f"without a logged ack, {dups} resends answered as duplicates, {len(seen)} consumed "
               f"({redelivered} redeliveries), {len(got)} left; senders: "
               f"{[{k: r.get(k) for k in ('acked', 'retries', 'reconnects', 'errors')} for r in results]}; "
-              f"consumer: {consumer_result}", flush=True)
+              f"consumer: {consumer_result}; bundles: {len(served)} served, {left} left, "
+              f"{100 - left - len(served)} lost with a reply cut by a kill, fetcher {fetcher_result}", flush=True)
 
 
 if __name__ == "__main__":

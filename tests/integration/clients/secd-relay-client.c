@@ -54,6 +54,10 @@
  *                                      not acknowledged). Appends "R CIDHEX SERVERID SHA256"
  *                                      for each message received, fsync'd before its ACK is
  *                                      sent, and "A SERVERID" once secd acknowledged the ACK
+ *   crash-bundles KEY LOG DELAY_MS DEADLINE_MS STOPFILE
+ *                                      KEYS_BUNDLE for KEY every DELAY_MS across secd's deaths
+ *                                      until no one-time pre-key is left or STOPFILE exists;
+ *                                      appends "O OTKID" (or "N" for none) once a reply came
  *   sleep MS
  *
  * Raw TLS connections made here with the same credentials (gnutls), for
@@ -1360,6 +1364,47 @@ out:
         return r;
 }
 
+static int cmd_crash_bundles(Tool *t, json_object *o, char **args, unsigned n) {
+        uint8_t key[32];
+        uint64_t delay, deadline_ms, served = 0, reconnects = 0;
+        if (parse_key(args[0], key) < 0 || parse_u64(args[2], 10000, &delay) < 0 ||
+            parse_u64(args[3], 600000, &deadline_ms) < 0)
+                return -EINVAL;
+        _cleanup_close_ int log_fd = open(args[1], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (log_fd < 0)
+                return -errno;
+        uint64_t deadline = now_ms() + deadline_ms;
+        json_object *errors = json_object_new_object();
+        json_object_object_add(o, "errors", errors);
+        int r = 0;
+        while (now_ms() < deadline && access(args[4], F_OK) != 0) {
+                secclient_bundle b;
+                r = secclient_keys_bundle(t->c, key, &b);
+                if (r < 0) {
+                        count_error(errors, r);
+                        if (!transient(r))
+                                break;
+                        sleep_ms(20);
+                        reconnects++;
+                        (void) secclient_connect(t->c);
+                        r = 0;
+                        continue;
+                }
+                char line[32];
+                int k = b.has_one_time ? snprintf(line, sizeof line, "O %u\n", b.one_time.id)
+                                       : snprintf(line, sizeof line, "N\n");
+                if (log_append(log_fd, line, (size_t) k) < 0)
+                        return -EIO;
+                served++;
+                if (!b.has_one_time)
+                        break;
+                sleep_ms((unsigned) delay);
+        }
+        add_u64(o, "served", served);
+        add_u64(o, "reconnects", reconnects);
+        return r;
+}
+
 /* ---- raw TLS commands ------------------------------------------------------------ */
 
 static int parse_tls_index(Tool *t, const char *s, TlsConn **ret) {
@@ -1517,6 +1562,7 @@ static const Command commands[] = {
         { "raw", 2, 2, cmd_raw },
         { "crash-send", 6, 7, cmd_crash_send },
         { "crash-recv", 4, 4, cmd_crash_recv },
+        { "crash-bundles", 5, 5, cmd_crash_bundles },
         { "tls-open", 0, 0, cmd_tls_open },
         { "tls-close", 1, 1, cmd_tls_close },
         { "tls-exporter", 1, 1, cmd_tls_exporter },
