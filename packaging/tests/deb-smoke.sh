@@ -24,7 +24,8 @@
 #   4. use: secctl status as root and as a secd-admin member (refused
 #      without the group); an example client (nobody) is refused without a
 #      rule, enrolls and PINGs once a rule allows its executable, and a
-#      one-byte-longer copy of it is refused and audited;
+#      one-byte-longer copy of it is refused and audited; secmsg makes an
+#      identity, sends itself a message through the relay and receives it;
 #   5. stop with SIGTERM (STOPPING=1, exit 0); "remove" keeps /var/lib/secd
 #      and /etc/secd/secd.conf, "purge" drops both and the unit links.
 #
@@ -493,6 +494,19 @@ addr=$(timeout 30 "${as_nobody[@]}" secmsg --home "$tmp/secmsg/home" id 2>&1) ||
 printf '%s\n' "$addr" | grep -qxE '[0-9a-f]{64}' || fail "secmsg id printed '$addr', not an address"
 check_file "$tmp/secmsg/home" 700 "$(id -un nobody):$(id -gn nobody)"
 ok "secmsg id (uid $nobody): address ${addr:0:16}..., home 0700"
+
+# And through the installed secd's relay, once a rule admits it: the
+# mailbox exists after its first recv; a message to it comes back intact.
+secctl policy allow --uid "$nobody" --binary /usr/bin/secmsg --comment "deb-smoke secmsg" >/dev/null ||
+        fail "secctl policy allow for secmsg failed"
+secmsg_as_nobody=("${as_nobody[@]}" secmsg --home "$tmp/secmsg/home")
+out=$(timeout 30 "${secmsg_as_nobody[@]}" recv 2>&1) || fail "secmsg recv (first, registers the mailbox): $out"
+out=$(printf 'deb-smoke hello\n' | timeout 30 "${secmsg_as_nobody[@]}" send --to "$addr" 2>&1) ||
+        fail "secmsg send: $out"
+out=$(timeout 30 "${secmsg_as_nobody[@]}" recv --wait 5 --max 1 2>"$tmp/secmsg/recv.err") ||
+        fail "secmsg recv: $(cat "$tmp/secmsg/recv.err")"
+[ "$out" = "deb-smoke hello" ] || fail "secmsg recv returned '$out', not what was sent"
+ok "secmsg send + recv through the relay: the message came back intact"
 
 # ----------------------------------------------------------------- 5. stop
 # secd pets the watchdog at half of WatchdogSec=, or systemd would kill it.
