@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * secd-relay-client: drives secd's relay and key server for the integration
- * tests (tests/integration/test_relay.py, test_keys.py, test_relay_crash.py).
+ * tests (tests/integration/test_relay.py, test_keys.py, test_relay_crash.py,
+ * test_secmsg.py).
  * TEST ONLY: it takes identity seeds from files or from its standard input.
  *
  *   secd-relay-client [OPTIONS] script            commands on stdin, one a line
@@ -1597,14 +1598,20 @@ static int run_command(Tool *t, char **args, unsigned n) {
 }
 
 static int run_script(Tool *t) {
-        char *line = NULL;
-        size_t cap = 0;
-        ssize_t len;
+        const size_t cap = LINE_MAX_BYTES + 2;  /* the line, its newline, the NUL */
         int result = 0;
         static char *args[ARGS_MAX];
+        char *line = malloc(cap);
 
-        while ((len = getline(&line, &cap, stdin)) >= 0) {
-                if ((size_t) len > LINE_MAX_BYTES) {
+        if (!line)
+                return -ENOMEM;
+        while (fgets(line, (int) cap, stdin)) {
+                size_t len = strlen(line);
+                if (len == cap - 1 && line[len - 1] != '\n') {
+                        /* Over LINE_MAX_BYTES: skip the rest of it, refuse it whole. */
+                        int ch;
+                        while ((ch = getchar()) != EOF && ch != '\n')
+                                ;
                         json_object *o = result_new("?");
                         result_errno(o, NULL, -E2BIG);
                         emit(o);
@@ -1636,10 +1643,8 @@ static int run_script(Tool *t) {
                 if (r < 0)
                         result = r;
         }
-        if (line) {
-                explicit_bzero(line, cap);
-                free(line);
-        }
+        explicit_bzero(line, cap);
+        free(line);
         return result;
 }
 
