@@ -333,6 +333,44 @@ class RelayProofTest(RelayTestCase):
                              f"proof R=identity, S=0 (no private key exists): {out}")
             self.assertIn(out.get("code"), (ERR_BAD_SIGNATURE, ERR_BAD_PAYLOAD), out)
 
+    def test_connections_closed_mid_request_leave_nothing_behind(self):
+        """REGISTER, SEND, FETCH (waiting), ACK and KEYS_* sent, then the connection closed
+        before the reply: secd stays up (sanitizers check it at stop) and no mailbox stays
+        reserved by a dead connection."""
+        t = self.tool(name="quitter")
+        keeper = self.identity("keeper")
+        t.cmd(f"register {keeper.arg}", ok=True)
+        t.cmd("publish 50 1 1", ok=True)
+        for n in range(12):
+            ident = self.identity(f"gone{n}")
+            k = t.cmd("tls-open", ok=True)["k"]
+            proof = ident.pub + ident.sign(mt.DOMAIN_REGISTER + bytes.fromhex(
+                t.cmd(f"tls-exporter {k}", ok=True)["exporter"]))
+            t.cmd(f"tls-send {k} {REGISTER} {proof.hex()}", ok=True)
+            if n % 2:
+                # Registered for real first, then requests that go to the store or wait.
+                self.assert_reply(t.cmd(f"tls-recv {k}", ok=True), REGISTER)
+                t.cmd(f"tls-send {k} {SEND} {send_payload(keeper.hex, cid(n, b'Q'), b'bye').hex()}", ok=True)
+                t.cmd(f"tls-send {k} {mt.KEYS_BUNDLE} {keeper.hex}", ok=True)
+                t.cmd(f"tls-send {k} {ACK} {ack_payload([1, 2]).hex()}", ok=True)
+                t.cmd(f"tls-send {k} {FETCH} {fetch_payload(10, 1000, 10000).hex()}", ok=True)
+            t.cmd(f"tls-close {k}", ok=True)
+            # The mailbox is free again (at once or very soon) for a new connection.
+            k = t.cmd("tls-open", ok=True)["k"]
+
+            def takes(k=k, ident=ident):
+                frame = ident.pub + ident.sign(mt.DOMAIN_REGISTER + bytes.fromhex(
+                    t.cmd(f"tls-exporter {k}", ok=True)["exporter"]))
+                out = t.cmd(f"tls-raw {k} {REGISTER} {frame.hex()}", ok=True)
+                return out if out.get("code") != ERR_MAILBOX_BUSY else None
+            out = wait_until(takes, timeout=10, interval=0.05, what=f"mailbox gone{n} to be released")
+            self.assertEqual(out["type"], REGISTER | 0x80, out)
+            t.cmd(f"tls-close {k}", ok=True)
+        self.assertTrue(self.d.alive())
+        got = t.cmd("fetch 100 0 0", ok=True)["messages"]
+        self.assertTrue(all(blob_of(m) == b"bye" for m in got), got)
+        self.assertLessEqual(len(got), 6)
+
     def test_racing_registers_of_a_new_mailbox_have_one_winner(self):
         t = self.tool(name="racer")
         ks = [t.cmd("tls-open", ok=True)["k"] for _ in range(2)]
