@@ -373,11 +373,14 @@ static int relay_session_exporter(RelaySession *s, uint8_t ret[RELAY_EXPORTER_SI
                             data_connection_id(s->conn), gnutls_strerror(r));
                 return -EIO;
         }
+        /* Derived from the session's secrets: wiped, though a proof over it is no secret. */
         if (cb.size != RELAY_EXPORTER_SIZE) {
+                gnutls_memset(cb.data, 0, cb.size);
                 gnutls_free(cb.data);
                 return -EIO;
         }
         memcpy(ret, cb.data, RELAY_EXPORTER_SIZE);
+        gnutls_memset(cb.data, 0, cb.size);
         gnutls_free(cb.data);
         return 0;
 }
@@ -387,6 +390,7 @@ static int relay_register(RelaySession *s, const FrameHeader *h, const uint8_t *
         RelayRegister req;
         RegisterJob *j;
         RelaySession *other;
+        bool verified;
         size_t len;
 
         if (relay_register_parse(payload, h->length, &req) < 0)
@@ -403,7 +407,10 @@ static int relay_register(RelaySession *s, const FrameHeader *h, const uint8_t *
                 return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_BAD_SIGNATURE,
                                     "the key is a point of small order: nobody holds its private key");
         len = relay_signed_register(signed_msg, exporter);
-        if (!relay_ed25519_verify(req.key, signed_msg, len, req.proof))
+        verified = relay_ed25519_verify(req.key, signed_msg, len, req.proof);
+        explicit_bzero(exporter, sizeof exporter);
+        explicit_bzero(signed_msg, sizeof signed_msg);
+        if (!verified)
                 return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_BAD_SIGNATURE,
                                     "the proof does not verify for this key and this TLS session");
 
