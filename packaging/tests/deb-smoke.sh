@@ -524,6 +524,16 @@ ok "SIGTERM: STOPPING=1, exit status 0"
 kill_pid "$notify_pid"
 notify_pid=
 
+# Installing the same packages again runs the upgrade paths of the
+# maintainer scripts (prerm upgrade, postinst configure OLD-VERSION)
+# without systemd; an administrator's edit of secd.conf and the state stay.
+printf '# deb-smoke: edited by the administrator\n' >>/etc/secd/secd.conf
+dpkg -i $debs >"$tmp/dpkg-reinstall.log" 2>&1 </dev/null || { cat "$tmp/dpkg-reinstall.log" >&2; fail "reinstalling failed"; }
+grep -qx '# deb-smoke: edited by the administrator' /etc/secd/secd.conf || fail "reinstalling replaced the edited secd.conf"
+[ -f "$state_dir/secd.db" ] || fail "reinstalling dropped $state_dir/secd.db"
+[ -L /etc/systemd/system/sockets.target.wants/secd.socket ] || fail "reinstalling disabled secd.socket"
+ok "reinstall (upgrade path of the maintainer scripts): edited secd.conf, state and enabled sockets kept"
+
 installed=$(for p in $packages; do [ "$(pkg_status "$p")" != "install ok installed" ] || printf '%s ' "$p"; done)
 apt-get remove -y -q $installed >"$tmp/apt-remove.log" 2>&1 || { cat "$tmp/apt-remove.log" >&2; fail "apt-get remove failed"; }
 [ ! -e /usr/sbin/secd ] && [ ! -e /usr/bin/secctl ] && [ ! -e "$unitdir/secd.service" ] ||
