@@ -6,8 +6,9 @@
 # installed secd the way its units would (without systemd as PID 1), use it
 # through the installed sockets, then remove and purge the packages.
 #
-#   1. build: a scratch copy of the tree, packaging/debian copied to
-#      ./debian, dpkg-buildpackage -b (DEB_BUILD_OPTIONS=nocheck: the test
+#   1. build: a scratch copy of the tree (the committed one;
+#      SECD_PACKAGE_SOURCE=worktree for the working tree, see
+#      source-tree.sh), packaging/debian copied to ./debian, dpkg-buildpackage -b (DEB_BUILD_OPTIONS=nocheck: the test
 #      suite has run on the tree already); lintian must report no error;
 #   2. install with apt (only the packages built here, nothing else may be
 #      pulled in); check user secd, groups secd and secd-admin, files and
@@ -17,17 +18,20 @@
 #   3. start: the socket paths, fd names, modes and group come from the
 #      installed socket units, ExecStart=, User=, UMask= and the capabilities
 #      from the installed secd.service; systemd-socket-activate holds the
-#      named sockets and execs secd, through setpriv, as user secd with
-#      exactly the unit's two capabilities (ambient and bounding set) and no
-#      new privileges, on the first connection; READY=1 arrives on a
+#      named sockets and execs secd, through unshare --net and setpriv, as
+#      user secd with exactly the unit's two capabilities (ambient and
+#      bounding set) and no new privileges, on the first connection;
+#      READY=1 (and WATCHDOG=1 within WatchdogSec=) arrive on a
 #      NOTIFY_SOCKET of ours;
 #   4. use: secctl status as root and as a secd-admin member (refused
 #      without the group); an example client (nobody) is refused without a
 #      rule, enrolls and PINGs once a rule allows its executable, and a
 #      one-byte-longer copy of it is refused and audited; secmsg makes an
 #      identity, sends itself a message through the relay and receives it;
-#   5. stop with SIGTERM (STOPPING=1, exit 0); "remove" keeps /var/lib/secd
-#      and /etc/secd/secd.conf, "purge" drops both and the unit links.
+#   5. stop with SIGTERM (STOPPING=1, exit 0); a reinstall (the upgrade
+#      paths of the maintainer scripts) keeps an edited secd.conf and the
+#      state; "remove" keeps /var/lib/secd and /etc/secd/secd.conf, "purge"
+#      drops both and the unit links.
 #
 # The machine is left as it was found, on success and on failure (trap):
 # the packages are purged, processes started here are killed by pid, and a
@@ -55,7 +59,7 @@ debs_dir=
 while [ $# -gt 0 ]; do
         case "$1" in
         --debs) debs_dir=$(cd "${2:?--debs needs a directory}" && pwd); shift 2 ;;
-        -h|--help) sed -n '3,40p' "$0"; exit 0 ;;
+        -h|--help) sed -n '3,46p' "$0"; exit 0 ;;
         *) echo "$me: unknown argument '$1'" >&2; exit 2 ;;
         esac
 done
