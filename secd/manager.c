@@ -378,8 +378,8 @@ static void audit_batch_done(void *userdata, int r) {
                 manager_audit_dropped(m, lost, why, "Cannot append to the audit trail; entries are lost.");
 }
 
-/* Hand the rows waiting for their batch to the writer (or, without one, write them here). */
-static void manager_audit_flush(Manager *m) {
+/* Hand the rows waiting for their batch to the writer (or, without one or when here, write them now). */
+static void manager_audit_flush(Manager *m, bool here) {
         _cleanup_(audit_batch_freep) AuditBatch *b = TAKE_PTR(m->audit_batch);
         int r;
 
@@ -387,7 +387,7 @@ static void manager_audit_flush(Manager *m) {
                 return;
         if (m->audit_flush_source)
                 (void) sd_event_source_set_enabled(m->audit_flush_source, SD_EVENT_OFF);
-        if (m->writer) {
+        if (m->writer && !here) {
                 r = writer_submit(m->writer, audit_batch_run, audit_batch_done, b);
                 if (r >= 0) {
                         TAKE_PTR(b);
@@ -401,7 +401,7 @@ static void manager_audit_flush(Manager *m) {
                         return;
                 }
         }
-        /* The writer stopped (shutdown) or never started: nothing is served any more, write them here. */
+        /* Before the loop runs, or after the writer stopped: nothing is served, write them here. */
         r = db_begin(m->db);
         if (r >= 0) {
                 r = audit_batch_run(m->db, b);
@@ -414,7 +414,7 @@ static void manager_audit_flush(Manager *m) {
 }
 
 static int manager_on_audit_flush(sd_event_source *s, uint64_t usec, void *userdata) {
-        manager_audit_flush(userdata);
+        manager_audit_flush(userdata, false);
         return 0;
 }
 
@@ -441,8 +441,16 @@ void manager_audit(Manager *m, const char *kind, const char *message, json_objec
         const char *fields_json = audit_fields_string(fields);
         AuditBatch *b;
         AuditRow *row;
-        bool now = false;
+        uint64_t iteration = 0;
+        bool now = false, here;
         int r;
+
+        /*
+         * Until the loop first runs (start-up: the --dev rule) nothing is served and
+         * nothing waits: the row is committed before READY=1, as an administrator
+         * reading the trail right after the start expects.
+         */
+        here = !m->writer || (sd_event_get_iteration(m->event, &iteration) >= 0 && iteration == 0);
 
         r = audit_message_truncate(message, &truncated);
         if (r < 0) {
@@ -457,7 +465,7 @@ void manager_audit(Manager *m, const char *kind, const char *message, json_objec
                 }
                 m->audit_batch->manager = m;
                 /* Without a writer (or a timer) there is nothing to wait for. */
-                now = !m->writer || manager_audit_arm_flush(m) < 0;
+                now = here || manager_audit_arm_flush(m) < 0;
         }
         b = m->audit_batch;
         row = &b->rows[b->n];
@@ -475,15 +483,15 @@ void manager_audit(Manager *m, const char *kind, const char *message, json_objec
         if (!row->entry.kind || !row->entry.message || (fields_json && !row->entry.fields_json))
                 row->result = -ENOMEM;
         if (now || b->n == MANAGER_AUDIT_BATCH_MAX)
-                manager_audit_flush(m);
+                manager_audit_flush(m, here);
 }
 
 void manager_audit_shutdown(Manager *m) {
         /* Rows waiting for their batch: to the writer, which commits them as it stops... */
-        manager_audit_flush(m);
+        manager_audit_flush(m, false);
         m->writer = writer_free(m->writer);
         /* ...and those the last completions recorded: written here. */
-        manager_audit_flush(m);
+        manager_audit_flush(m, true);
         m->audit_flush_source = sd_event_source_disable_unref(m->audit_flush_source);
 }
 
