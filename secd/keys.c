@@ -66,6 +66,8 @@ static int keys_publish(RelaySession *s, const FrameHeader *h, const uint8_t *pa
                 return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_BAD_PAYLOAD, "malformed KEYS_PUBLISH");
 
         /* Both signatures by the registered mailbox key, or nothing is stored. */
+        if (!relay_verify_allowed(s, h->type, h->request_id))
+                return 0;
         len = relay_signed_identity_dh(msg, j->pub.identity_dh);
         if (!relay_ed25519_verify(s->key, msg, len, j->pub.identity_dh_sig))
                 return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_BAD_SIGNATURE,

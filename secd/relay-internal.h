@@ -21,6 +21,15 @@
 #define RELAY_INFLIGHT_BYTES_TOTAL_MAX (UINT64_C(256) << 20)
 /* Buckets of each rate-limit table (LRU beyond). */
 #define RELAY_RATE_TABLE_ENTRIES 16384
+/*
+ * Requests with Ed25519 checks (REGISTER: one, KEYS_PUBLISH: two) one
+ * principal may make: a check costs the loop tens of microseconds for a
+ * 96-byte frame, so a cheap flood of bad proofs must not take the loop.
+ * Generous for real clients (one REGISTER per connection, hundreds of
+ * connections at once).
+ */
+#define RELAY_VERIFY_INTERVAL_USEC (UINT64_C(1000000) / 500)
+#define RELAY_VERIFY_BURST 1000
 /* Hash buckets of the consumer map (DATA_CONNECTIONS_MAX is 4096). */
 #define RELAY_CONSUMER_BUCKETS 4096
 /* The expiry sweep deletes this many per job, and at most this many jobs per run. */
@@ -79,7 +88,7 @@ struct Relay {
         Manager *manager;
         RelaySession *consumers[RELAY_CONSUMER_BUCKETS];
         uint8_t hash_key[16];
-        RelayRateTable *send_sender, *send_recipient, *bundle_requester, *bundle_pair;
+        RelayRateTable *send_sender, *send_recipient, *bundle_requester, *bundle_pair, *verify;
         sd_event_source *sweep_timer;
         bool sweep_running;
         unsigned sweep_chunks;
@@ -123,6 +132,9 @@ bool relay_ed25519_verify(const uint8_t key[RELAY_KEY_SIZE], const uint8_t *msg,
 /* Rate check of two buckets together: both allowed, then both taken. 1, 0 (limited, *ret_retry_usec), <0. */
 int relay_rate_check2(RelayRateTable *a, const void *ka, size_t la, const RelayRate *ra, RelayRateTable *b,
                       const void *kb, size_t lb, const RelayRate *rb, uint64_t *ret_retry_usec);
+
+/* May this connection's principal have its signatures checked now? If not: refused (RATE_LIMITED), false. */
+bool relay_verify_allowed(RelaySession *s, uint8_t type, uint32_t request_id);
 
 /* keys.c: KEYS_PUBLISH, KEYS_BUNDLE, KEYS_COUNT. */
 void keys_handle_frame(RelaySession *s, const FrameHeader *h, const uint8_t *payload);

@@ -164,6 +164,19 @@ int relay_rate_check2(RelayRateTable *a, const void *ka, size_t la, const RelayR
         return r2 < 0 ? r2 : 1;
 }
 
+bool relay_verify_allowed(RelaySession *s, uint8_t type, uint32_t request_id) {
+        const RelayRate rate = { .interval_usec = RELAY_VERIFY_INTERVAL_USEC, .burst = RELAY_VERIFY_BURST };
+        int r;
+
+        r = relay_rate_check(s->relay->verify, s->principal, strlen(s->principal), &rate, now_usec(CLOCK_MONOTONIC),
+                             true, NULL);
+        if (r > 0)
+                return true;
+        relay_refuse(s, type, request_id, r < 0 ? FRAME_ERROR_INTERNAL : FRAME_ERROR_RATE_LIMITED,
+                     r < 0 ? "out of memory" : "too many signatures to check for this identity, retry later");
+        return false;
+}
+
 /* The consumer map: mailbox key -> the connection registered (or registering) for it. */
 
 static size_t relay_consumer_bucket(Relay *r, const uint8_t key[RELAY_KEY_SIZE]) {
@@ -406,6 +419,10 @@ static int relay_register(RelaySession *s, const FrameHeader *h, const uint8_t *
         if (relay_ed25519_key_is_weak(req.key))
                 return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_BAD_SIGNATURE,
                                     "the key is a point of small order: nobody holds its private key");
+        if (!relay_verify_allowed(s, h->type, h->request_id)) {
+                explicit_bzero(exporter, sizeof exporter);
+                return 0;
+        }
         len = relay_signed_register(signed_msg, exporter);
         verified = relay_ed25519_verify(req.key, signed_msg, len, req.proof);
         explicit_bzero(exporter, sizeof exporter);
@@ -908,6 +925,8 @@ int relay_new(Manager *m, Relay **ret) {
                 r = relay_rate_table_new(RELAY_RATE_TABLE_ENTRIES, &relay->bundle_requester);
         if (r >= 0)
                 r = relay_rate_table_new(RELAY_RATE_TABLE_ENTRIES, &relay->bundle_pair);
+        if (r >= 0)
+                r = relay_rate_table_new(RELAY_RATE_TABLE_ENTRIES, &relay->verify);
         if (r < 0)
                 return r;
         /* The first sweep soon after start: messages may have expired while secd was down. */
@@ -928,6 +947,7 @@ Relay *relay_free(Relay *relay) {
         relay_rate_table_free(relay->send_recipient);
         relay_rate_table_free(relay->bundle_requester);
         relay_rate_table_free(relay->bundle_pair);
+        relay_rate_table_free(relay->verify);
         free(relay);
         return NULL;
 }
