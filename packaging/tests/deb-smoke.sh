@@ -121,11 +121,11 @@ gone() {
 }
 
 kill_pid() { # pid: TERM, 10 s, then KILL; only processes this script started
-        local pid=$1 i
+        local pid=$1 _
         [ -n "$pid" ] || return 0
         gone "$pid" && return 0
         kill -TERM "$pid" 2>/dev/null || true
-        for i in $(seq 100); do
+        for _ in $(seq 100); do
                 gone "$pid" && return 0
                 sleep 0.1
         done
@@ -189,9 +189,9 @@ snapshot >"$tmp/before"
 
 # Waits up to $1 seconds for the command in the remaining arguments.
 wait_for() {
-        local limit=$1 i
+        local limit=$1 _
         shift
-        for i in $(seq $((limit * 10))); do
+        for _ in $(seq $((limit * 10))); do
                 "$@" && return 0
                 sleep 0.1
         done
@@ -221,7 +221,11 @@ if [ -z "$debs_dir" ]; then
                 fail "dpkg-buildpackage failed"
         fi
         debs_dir="$tmp/build"
-        ok "dpkg-buildpackage -b built $(cd "$debs_dir" && ls ./*.deb | grep -vc dbgsym) packages"
+        built=0
+        for f in "$debs_dir"/*.deb; do
+                case "$f" in *-dbgsym_*) ;; *) built=$((built + 1)) ;; esac
+        done
+        ok "dpkg-buildpackage -b built $built packages"
 fi
 
 debs=
