@@ -702,6 +702,15 @@ class RelayFrameLimitTest(RelayTestCase):
         t.cmd(f"ack {got[0]['id']}", ok=True)
         self.assertEqual(len(t.cmd("fetch 1000 0 0", ok=True)["messages"]), 1)
 
+    def test_a_message_maximum_that_does_not_fit_a_frame_is_refused_at_start(self):
+        out = self.secd_expect_start_failure(["--dev", "--state-dir", self.path("s2"), "--runtime-dir",
+                                              self.path("r2"), "--frame-payload-max", "64K",
+                                              "--relay-message-max", "65489"])
+        self.assertIn("relay_message_max", out)
+        # 48 bytes of SEND header + 65488 fit exactly: that one starts.
+        d = self.start_secd(extra_args=("--frame-payload-max", "64K", "--relay-message-max", "65488"), name="fits")
+        self.assertTrue(d.alive())
+
 
 class RelayLifecycleTest(RelayTestCase):
     secd_extra_args = ("--data-idle-timeout", "1s")
