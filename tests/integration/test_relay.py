@@ -2,15 +2,20 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """The relay with real processes (issue 5): secd, secctl and secd-relay-client.
 
-Two identities exchange messages in order and an ACK removes them; a
-REGISTER proof signed by another key, without the domain string, computed
-for another TLS session or replayed byte for byte from one is refused; a
-second uid cannot take or read someone's mailbox; one consumer at a time;
-quotas, rate limits and TTL expiry answer with their errors and lose
-nothing; a resend is stored once; FETCH long-polls; malformed payloads of
-every relay frame get BAD_PAYLOAD on a connection that keeps serving;
-`secctl relay stats` tells the truth; and all of it under
-systemd-socket-activate too.
+Two identities exchange messages in order and an ACK removes them (only
+in its own mailbox); a REGISTER proof signed by another key, without the
+domain string, computed for another TLS session, replayed byte for byte
+from one, or "signed" for a small-order key is refused; a second uid or a
+remote certificate cannot take or read someone's mailbox; one consumer at
+a time, released when its connection closes or dies, one winner when two
+race; quotas, rate limits and TTL expiry answer with their errors and lose
+nothing; a resend is stored once; FETCH long-polls, is clamped, is BUSY
+when one already waits, outlives the idle timeout and is answered on
+SIGTERM; pipelined requests each get one answer; malformed, truncated and
+random payloads of every relay frame get per-request errors on a
+connection that keeps serving; a FETCH reply fits one frame; `secctl relay
+stats` and io.secd.Status tell the truth; and under systemd-socket-activate
+too.
 
 secd-relay-client prints one JSON line per command: library calls report
 errno names (libsecclient's mapping: NOT_OWNER -EPERM, MAILBOX_BUSY -EBUSY,
