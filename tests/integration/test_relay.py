@@ -553,6 +553,25 @@ class RelayQuotaTest(RelayTestCase):
         self.assertEqual([m["len"] for m in got], [600, 400, 24])
 
 
+class RelayConcurrentQuotaTest(RelayTestCase):
+    secd_extra_args = ("--relay-mailbox-max-messages", "50", "--relay-send-rate", "off",
+                       "--relay-recipient-rate", "off")
+
+    def test_concurrent_senders_never_overfill_a_mailbox(self):
+        bob = self.identity("bob")
+        owner = self.tool(name="owner")
+        owner.cmd(f"register {bob.arg}", ok=True)
+        senders = [self.tool(name=f"sender{i}") for i in range(4)]
+        for i, t in enumerate(senders):          # all four start before any answer is read
+            t.write(f"sendmany {bob.hex} 30 100 {0x5100 + i:04x}")
+        results = [t.read(timeout=60) for t in senders]
+        for r in results:
+            self.assertEqual(r.get("error"), "EDQUOT", results)
+        self.assertEqual(sum(r["sent"] for r in results), 50, results)
+        got = owner.cmd("fetch 1000 0 0", ok=True)["messages"]
+        self.assertEqual(sorted(m["id"] for m in got), sorted(i for r in results for i in r["ids"]))
+
+
 class RelaySendRateTest(RelayTestCase):
     secd_extra_args = ("--relay-send-rate", "1/min", "--relay-send-burst", "3")
 
