@@ -86,6 +86,13 @@ static void gate_close(Writer *w, Gate *g) {
         assert_true(g->entered);
 }
 
+/* After the gate job's completion: the thread is done with it. */
+static void gate_destroy(Gate *g) {
+        assert_int_equal(g->dones, 1);
+        (void) pthread_cond_destroy(&g->cond);
+        (void) pthread_mutex_destroy(&g->lock);
+}
+
 static void gate_open(Gate *g) {
         (void) pthread_mutex_lock(&g->lock);
         g->released = true;
@@ -263,7 +270,7 @@ static void test_failing_job_alone(void **state) {
         assert_int_equal(jobs[2].result, 0);
         assert_int_equal(jobs[3].result, -EPERM);
         assert_int_equal(jobs[4].result, 0);
-        assert_int_equal(g.dones, 1);
+        gate_destroy(&g);
         /* The failing jobs' rows were rolled back, the others stayed. */
         assert_int_equal(stored_messages(f->path, &m), 3);
         assert_string_equal(m[0], "job 0");
@@ -351,6 +358,7 @@ static void test_batching(void **state) {
         assert_int_equal(stored_messages(f->path, &m), 2 * N_BATCH);
         strv_free(m);
         free(jobs);
+        gate_destroy(&g);
 }
 
 static void test_batch_max(void **state) {
@@ -373,6 +381,7 @@ static void test_batch_max(void **state) {
         for (unsigned i = 0; i < n; i++)
                 assert_int_equal(jobs[i].done_seq, i + 1);
         free(jobs);
+        gate_destroy(&g);
 }
 
 static void test_queue_full(void **state) {
@@ -400,6 +409,7 @@ static void test_queue_full(void **state) {
         run_until_done(f->event, &extra, 1);
         assert_int_equal(extra.result, 0);
         writer_free(w);
+        gate_destroy(&g);
 }
 
 static void test_stop_drains(void **state) {
@@ -417,7 +427,7 @@ static void test_stop_drains(void **state) {
         gate_open(&g);
         /* No loop iteration: writer_stop() itself waits for the thread and dispatches. */
         writer_stop(f->writer);
-        assert_int_equal(g.dones, 1);
+        gate_destroy(&g);
         for (unsigned i = 0; i < ELEMENTSOF(jobs); i++) {
                 assert_int_equal(jobs[i].runs, 1);
                 assert_int_equal(jobs[i].dones, 1);
@@ -463,6 +473,7 @@ static void test_commit_fails(void **state) {
         strv_free(m);
         writer_get_stats(f->writer, &st);
         assert_int_equal(st.commit_failures, 1);
+        gate_destroy(&g);
 
         /* The writer goes on. */
         assert_int_equal(writer_submit(f->writer, job_run, job_done, &after), 0);
@@ -497,6 +508,7 @@ static void test_transaction_lost(void **state) {
         assert_string_equal(m[0], "job 2");
         assert_string_equal(m[1], "job 3");
         strv_free(m);
+        gate_destroy(&g);
 }
 
 /* A done() that submits the next job (what a relay handler does). */
