@@ -227,7 +227,8 @@ class RelayCrashTest(RelayTestCase):
             self.assertEqual([s for _, s in mine], sorted(s for _, s in mine), f"sender {i}: order {note}")
         self.assertEqual([m["id"] for m in got], sorted(m["id"] for m in got), "FETCH order")
         if stats is not None:
-            self.assertEqual(stats["messages"], len(got), f"relay stats disagree with the store: {stats}")
+            self.assertEqual((stats["messages"], stats["bytes"]), (len(got), sum(m["len"] for m in got)),
+                             f"relay stats disagree with the store: {stats}")
         self.assertGreater(len(seen), 0, f"the consumer received nothing: {consumer_result}")
 
         # Every one-time pre-key went to one requester at most, crashes or not.
@@ -245,6 +246,11 @@ class RelayCrashTest(RelayTestCase):
         self.d.stop()
         db = sqlite3.connect(self.d.db)
         self.assertEqual(db.execute("PRAGMA integrity_check").fetchone()[0], "ok")
+        # Everything was acknowledged: no rows, and the per-mailbox counters (kept by triggers
+        # through every kill) agree.
+        self.assertEqual(db.execute("SELECT count(*) FROM messages").fetchone()[0], 0)
+        self.assertEqual(db.execute("SELECT coalesce(sum(queued_messages), 0), coalesce(sum(queued_bytes), 0) "
+                                    "FROM mailboxes").fetchone(), (0, 0))
         db.close()
         unlogged = len(by_cid) - len(acked)
         dups = sum(r.get("duplicates", 0) for r in results)
