@@ -32,12 +32,13 @@ import mtlstest as mt
 from mtlstest import RelayTestCase
 
 ROUNDS = 8
-SENDER_SIZES = (64, 700, 3000)      # one sender per size, concurrently
+SENDER_SIZES = (64, 700, 3000, 1, 96 * 1024, 300)   # one sender per size, concurrently
 MAX_PER_SENDER = 100000             # senders stop on the stop file, not on a count
 
 
 class RelayCrashTest(RelayTestCase):
     secd_extra_args = ("--relay-send-rate", "off", "--relay-recipient-rate", "off",
+                       "--relay-mailbox-max-messages", "1000000", "--relay-mailbox-max-bytes", "4G",
                        "--keys-bundle-rate", "off", "--keys-bundle-target-rate", "off")
 
     def restart(self, n):
