@@ -192,6 +192,28 @@ class KeysRateTest(KeysTestCase):
         self.assertEqual(self.count(b), 17)
 
 
+class KeysDefaultRateTest(KeysTestCase):
+    """With the shipped defaults, one requester cannot drain a mailbox's one-time pre-keys."""
+    secd_extra_args = ()
+
+    def test_default_limits_stop_a_drain(self):
+        alice, a = self.owner("alice")
+        a.cmd("publish 100 1 1", ok=True)
+        r = self.tool(name="drainer")
+        served = 0
+        for _ in range(20):
+            out = r.cmd(f"bundle {alice.hex}")
+            if not out["ok"]:
+                self.assertEqual(out["error"], "EAGAIN", out)
+                break
+            served += 1
+        self.assertLess(served, 20, "20 bundles of one target in a row were all served")
+        self.assertEqual(self.count(a), 100 - served)
+        out = r.cmd(f"raw {KEYS_BUNDLE} {alice.hex}")
+        self.assert_code(out, ERR_RATE_LIMITED, "the drain goes on")
+        self.assertEqual(self.count(a), 100 - served)
+
+
 class KeysStatsTest(KeysTestCase):
 
     def test_secctl_keys_stats(self):
