@@ -15,6 +15,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 import unittest
 
 from cryptography.hazmat.primitives import serialization
@@ -135,6 +136,30 @@ class SecmsgTest(RelayTestCase):
         self.assertIsNone(sanitizer_report(cp.stderr.decode(errors="replace")))
         cp = self.secmsg("recv", uid=NOBODY_UID, home=self.bob, expect=0)
         self.assertEqual(cp.stdout, b"keep me", "a message that never reached stdout was acknowledged")
+
+    def test_recv_wait_wakes_on_send_and_bundle_without_one_time_keys(self):
+        bob = self.address(uid=NOBODY_UID, home=self.bob)
+        self.address(home=self.alice)
+        self.secmsg("recv", uid=NOBODY_UID, home=self.bob, expect=0)
+        e = base_env({"SECD_SOCKET": self.d.data, "SECD_ENROLL_SOCKET": self.d.enroll, "HOME": self.nobody_home})
+        waiter = subprocess.Popen([self.secmsg_exe, "--home", self.bob, "recv", "--wait", "20", "--max", "1"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e, cwd="/", user=NOBODY_UID,
+                                  group=NOBODY_GID, extra_groups=[])
+        self.addCleanup(lambda: waiter.poll() is None and (waiter.kill(), waiter.wait()))
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        self.secmsg("send", "--to", bob, home=self.alice, stdin=b"wake up", expect=0)
+        out, err = waiter.communicate(timeout=TIMEOUT)
+        self.assertLess(time.monotonic() - t0, 10, "recv --wait did not wake on the send")
+        self.assertEqual((waiter.returncode, out), (0, b"wake up"), err)
+
+        self.assertEqual(self.secmsg("keys", "publish", "--count", "0", uid=NOBODY_UID, home=self.bob,
+                                     expect=0).stdout.strip(), b"0")
+        doc = json.loads(self.secmsg("keys", "bundle", bob, "--json", home=self.alice, expect=0).stdout)
+        self.assertEqual((doc["identity_key"], doc["one_time_prekey_id"], doc["one_time_prekey"]), (bob, None, None))
+        cp = self.secmsg("keys", "bundle", bob, home=self.alice, expect=0)
+        self.assertNotIn(b"one_time", cp.stdout)
+        self.assertTrue(cp.stderr.strip(), "no note that the bundle has no one-time pre-key")
 
     def test_hostile_identity_files_are_refused_with_a_reason(self):
         cases = {
