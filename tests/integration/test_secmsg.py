@@ -207,11 +207,22 @@ class SecmsgTest(RelayTestCase):
                 serialization.Encoding.Raw, serialization.PublicFormat.Raw).hex()
         self.assertEqual(public(kept[("otk", b["one_time_prekey_id"])]), b["one_time_prekey"])
         self.assertEqual(public(kept[("spk", b["signed_prekey_id"])]), b["signed_prekey"])
+        # Republishing keeps the newest 3 signed pre-keys' private parts, and the current one works.
+        for _ in range(3):
+            self.secmsg("keys", "publish", "--count", "2", uid=NOBODY_UID, home=self.bob, expect=0)
+        with open(prekeys) as f:
+            kinds = [line.split()[0] for line in f]
+        self.assertEqual(kinds.count("spk"), 3, kinds)
+        b2 = json.loads(self.secmsg("keys", "bundle", bob, "--json", home=self.alice, expect=0).stdout)
+        with open(prekeys) as f:
+            kept = {(k, int(i)): bytes.fromhex(h) for k, i, h in (line.split() for line in f)}
+        self.assertEqual(public(kept[("spk", b2["signed_prekey_id"])]), b2["signed_prekey"])
+        self.assertEqual(public(kept[("otk", b2["one_time_prekey_id"])]), b2["one_time_prekey"])
         # Human output: one "name value" per line.
         cp = self.secmsg("keys", "bundle", bob, home=self.alice, expect=0)
         fields = dict(line.split(" ", 1) for line in cp.stdout.decode().splitlines())
         self.assertEqual(fields["identity_key"], bob)
-        self.assertNotEqual(int(fields["one_time_prekey_id"]), b["one_time_prekey_id"])
+        self.assertNotEqual(int(fields["one_time_prekey_id"]), b2["one_time_prekey_id"])
 
     def test_exit_statuses(self):
         bob = self.address(uid=NOBODY_UID, home=self.bob)
