@@ -842,6 +842,7 @@ typedef struct SweepJob {
         RelayJob base;
         int64_t now_usec;
         size_t deleted;
+        bool more;              /* db_messages_expire() hit its limit (messages or tombstones) */
 } SweepJob;
 
 static int relay_sweep_submit(Relay *relay);
@@ -849,7 +850,13 @@ static int relay_sweep_submit(Relay *relay);
 static int relay_sweep_run(Db *db, RelayJob *base) {
         SweepJob *j = (SweepJob *) base;
 
-        return db_messages_expire(db, j->now_usec, RELAY_SWEEP_CHUNK, &j->deleted);
+        int r;
+
+        r = db_messages_expire(db, j->now_usec, RELAY_SWEEP_CHUNK, &j->deleted);
+        if (r < 0)
+                return r;
+        j->more = r > 0;
+        return 0;
 }
 
 static void relay_sweep_done(RelayJob *base, int r) {
@@ -863,7 +870,7 @@ static void relay_sweep_done(RelayJob *base, int r) {
         }
         relay->counters.expired += j->deleted;
         /* A full chunk: more may be waiting; go on, a bounded number of chunks per interval. */
-        if (j->deleted >= RELAY_SWEEP_CHUNK && relay->sweep_chunks < RELAY_SWEEP_CHUNKS_MAX &&
+        if (j->more && relay->sweep_chunks < RELAY_SWEEP_CHUNKS_MAX &&
             relay_sweep_submit(relay) >= 0)
                 return;
         if (j->deleted > 0)

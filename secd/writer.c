@@ -120,6 +120,8 @@ static void writer_run_batch(Writer *w, WriterJob *first, size_t n) {
                                 r = run_r = j->run(w->db, j->userdata);
                                 if (r >= 0 && !sqlite3_get_autocommit(w->db->sqlite))
                                         r = db_txn_commit(&txn);
+                                if (r >= 0)
+                                        r = run_r;      /* a job's positive result reaches its done() */
                         }
                         j->result = r;
                         db_txn_abort(&txn);     /* no-op after a successful RELEASE */

@@ -29,7 +29,7 @@ typedef struct Fixture {
 /* One job's record: what it does and what happened to it. */
 typedef struct Job {
         unsigned index;
-        int fail_with;                  /* run() returns this after writing (0: success) */
+        int fail_with;                  /* run() returns this after writing (>= 0: success, passed to done()) */
         bool raw_rollback;              /* run() rolls the whole transaction back behind the writer's back */
         bool dangling_fk;               /* run() writes a row whose foreign key is checked only at COMMIT */
         unsigned runs;
@@ -255,6 +255,7 @@ static void test_failing_job_alone(void **state) {
 
         jobs[1].fail_with = -EDQUOT;
         jobs[3].fail_with = -EPERM;
+        jobs[4].fail_with = 7;          /* a positive result is a success and reaches done() as it is */
         gate_init(&g);
         gate_close(f->writer, &g);      /* the five land in one batch */
         for (unsigned i = 0; i < ELEMENTSOF(jobs); i++) {
@@ -269,7 +270,7 @@ static void test_failing_job_alone(void **state) {
         assert_int_equal(jobs[1].result, -EDQUOT);
         assert_int_equal(jobs[2].result, 0);
         assert_int_equal(jobs[3].result, -EPERM);
-        assert_int_equal(jobs[4].result, 0);
+        assert_int_equal(jobs[4].result, 7);
         gate_destroy(&g);
         /* The failing jobs' rows were rolled back, the others stayed. */
         assert_int_equal(stored_messages(f->path, &m), 3);
