@@ -17,6 +17,16 @@
  * public API does not offer: the per-job savepoint (DbTxn nests inside the
  * batch's BEGIN IMMEDIATE) and noticing that SQLite rolled the whole
  * transaction back by itself (disk full, I/O error) in the middle of a batch.
+ *
+ * Checkpoints are not the writer's: SQLite's automatic checkpoint would run
+ * inside a COMMIT (about one in ten batches, milliseconds each, measured as
+ * the main source of the relay's send->ack tail). The writer's connection
+ * reports the WAL's size through a WAL hook instead (which also switches
+ * its automatic checkpoint off), and a second thread with its own
+ * connection runs PASSIVE checkpoints, which never block the writer; the
+ * next write after a complete one restarts the WAL from its beginning.
+ * Statement journals (one per job's savepoint) are kept in memory: written
+ * to a temporary file they were most of the writer's disk writes.
  */
 #include <assert.h>
 #include <pthread.h>
@@ -63,7 +73,20 @@ struct Writer {
         sd_event_source *event_source;
 
         WriterStats stats;              /* under lock (queued is computed) */
+
+        /* The checkpointer (under lock unless noted). */
+        Db *ckpt_db;                    /* the checkpointer thread's */
+        pthread_t ckpt_thread;
+        bool ckpt_running;              /* created and not joined yet (writer_new/stop only) */
+        pthread_cond_t ckpt_work;       /* the WAL grew past WRITER_CHECKPOINT_PAGES, or stopping */
+        int wal_pages;                  /* as the writer's last commit left it */
+        bool ckpt_stopping;
 };
+
+/* WAL pages (4 KiB by default) after which a checkpoint is started. */
+#define WRITER_CHECKPOINT_PAGES 1000
+/* Even without news from the writer (the loop's connection also commits). */
+#define WRITER_CHECKPOINT_INTERVAL_SEC 10
 
 static void writer_list_append(WriterList *l, WriterJob *first, WriterJob *last) {
         last->next = NULL;
@@ -261,6 +284,50 @@ static int writer_on_event(sd_event_source *s, int fd, uint32_t revents, void *u
         return 0;
 }
 
+/* Called by SQLite on the writer thread after each commit on its connection. */
+static int writer_wal_hook(void *userdata, sqlite3 *sqlite, const char *name, int pages) {
+        Writer *w = userdata;
+
+        (void) sqlite;
+        (void) name;
+        (void) pthread_mutex_lock(&w->lock);
+        w->wal_pages = pages;
+        if (pages >= WRITER_CHECKPOINT_PAGES)
+                (void) pthread_cond_signal(&w->ckpt_work);
+        (void) pthread_mutex_unlock(&w->lock);
+        return SQLITE_OK;
+}
+
+static void *writer_checkpoint_thread(void *userdata) {
+        Writer *w = userdata;
+
+        (void) pthread_mutex_lock(&w->lock);
+        for (;;) {
+                struct timespec deadline;
+                int rc, log_pages = 0, done_pages = 0;
+
+                (void) clock_gettime(CLOCK_REALTIME, &deadline);
+                deadline.tv_sec += WRITER_CHECKPOINT_INTERVAL_SEC;
+                while (!w->ckpt_stopping && w->wal_pages < WRITER_CHECKPOINT_PAGES)
+                        if (pthread_cond_timedwait(&w->ckpt_work, &w->lock, &deadline) == ETIMEDOUT)
+                                break;
+                if (w->ckpt_stopping)
+                        break;
+                w->wal_pages = 0;
+                (void) pthread_mutex_unlock(&w->lock);
+
+                rc = sqlite3_wal_checkpoint_v2(w->ckpt_db->sqlite, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_pages,
+                                               &done_pages);
+                if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+                        log_warning("Writer: checkpoint failed: %s", sqlite3_errmsg(w->ckpt_db->sqlite));
+
+                (void) pthread_mutex_lock(&w->lock);
+                w->stats.checkpoints++;
+        }
+        (void) pthread_mutex_unlock(&w->lock);
+        return NULL;
+}
+
 void writer_stop(Writer *w) {
         if (!w)
                 return;
@@ -275,6 +342,15 @@ void writer_stop(Writer *w) {
         }
         /* The thread is gone: whatever it finished is on the done list. */
         writer_dispatch(w);
+
+        (void) pthread_mutex_lock(&w->lock);
+        w->ckpt_stopping = true;
+        (void) pthread_cond_signal(&w->ckpt_work);
+        (void) pthread_mutex_unlock(&w->lock);
+        if (w->ckpt_running) {
+                (void) pthread_join(w->ckpt_thread, NULL);
+                w->ckpt_running = false;
+        }
 }
 
 Writer *writer_free(Writer *w) {
@@ -286,6 +362,8 @@ Writer *writer_free(Writer *w) {
         sd_event_source_disable_unref(w->event_source);
         safe_close(w->event_fd);
         db_close(w->db);
+        db_close(w->ckpt_db);
+        (void) pthread_cond_destroy(&w->ckpt_work);
         (void) pthread_cond_destroy(&w->work);
         (void) pthread_mutex_destroy(&w->lock);
         free(w);
@@ -350,6 +428,7 @@ int writer_new(sd_event *event, const char *db_path, size_t queue_max, Writer **
         w->queue_max = queue_max > 0 ? queue_max : WRITER_QUEUE_MAX_DEFAULT;
         (void) pthread_mutex_init(&w->lock, NULL);
         (void) pthread_cond_init(&w->work, NULL);
+        (void) pthread_cond_init(&w->ckpt_work, NULL);
 
         r = db_open(db_path, 0, &w->db);
         if (r < 0)
@@ -360,6 +439,16 @@ int writer_new(sd_event *event, const char *db_path, size_t queue_max, Writer **
         r = writer_check_durability(w->db, db_path);
         if (r < 0)
                 return r;
+        if (sqlite3_exec(w->db->sqlite, "PRAGMA temp_store = MEMORY", NULL, NULL, NULL) != SQLITE_OK)
+                return log_error_errno(-EIO, "Writer: cannot keep statement journals in memory: %s",
+                                       db_last_error(w->db));
+        /* Replaces the automatic checkpoint of this connection (see the top of this file). */
+        (void) sqlite3_wal_hook(w->db->sqlite, writer_wal_hook, w);
+
+        r = db_open(db_path, 0, &w->ckpt_db);
+        if (r < 0)
+                return log_error_errno(r, "Writer: cannot open the store %s for checkpoints: %m (%s)", db_path,
+                                       db_last_error(NULL));
 
         w->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (w->event_fd < 0)
@@ -379,6 +468,13 @@ int writer_new(sd_event *event, const char *db_path, size_t queue_max, Writer **
         if (r < 0)
                 return log_error_errno(r, "Writer: cannot start the thread: %m");
         w->thread_running = true;
+
+        (void) pthread_sigmask(SIG_SETMASK, &all, &saved);
+        r = -pthread_create(&w->ckpt_thread, NULL, writer_checkpoint_thread, w);
+        (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        if (r < 0)
+                return log_error_errno(r, "Writer: cannot start the checkpoint thread: %m");
+        w->ckpt_running = true;
 
         *ret = TAKE_PTR(w);
         return 0;

@@ -17,6 +17,9 @@
  * accepted job, on the loop thread; run() only ever on the writer thread,
  * so userdata belongs to the writer from submit until done.
  *
+ * WAL checkpoints run on a second thread of the writer's, never inside a
+ * COMMIT (writer.c says why).
+ *
  * Jobs that only read (FETCH, KEYS_COUNT, stats) go through the same queue:
  * they see every write acknowledged before them, and cost no sync.
  */
@@ -65,5 +68,6 @@ typedef struct WriterStats {
         uint64_t max_batch;             /* largest batch so far */
         size_t queued;                  /* waiting now */
         uint64_t commit_usec_total;     /* time spent in COMMIT (sync) */
+        uint64_t checkpoints;           /* WAL checkpoints run (by the checkpoint thread, never in a COMMIT) */
 } WriterStats;
 void writer_get_stats(Writer *w, WriterStats *ret);
