@@ -11,6 +11,7 @@
 #include "log.h"
 #include "relay.h"
 #include "secd-messages.h"
+#include "writer.h"
 
 #define AUDIT_TAIL_DEFAULT 20
 #define AUDIT_TAIL_MAX 1000
@@ -154,6 +155,25 @@ static int control_status_add_relay(Manager *m, json_object *reply) {
         return 0;
 }
 
+/* The store's writer thread (group commit) and the audit rows it could not take. */
+static int control_status_add_store(Manager *m, json_object *reply) {
+        _cleanup_(json_object_unrefp) json_object *store = NULL;
+        WriterStats ws;
+
+        writer_get_stats(m->writer, &ws);
+        store = json_object_new_object();
+        if (!store)
+                return -ENOMEM;
+        if (add_int(store, "jobs", (int64_t) ws.jobs) < 0 || add_int(store, "commits", (int64_t) ws.commits) < 0 ||
+            add_int(store, "commit_failures", (int64_t) ws.commit_failures) < 0 ||
+            add_int(store, "max_batch", (int64_t) ws.max_batch) < 0 || add_int(store, "queued", (int64_t) ws.queued) < 0 ||
+            add_int(store, "commit_usec_total", (int64_t) ws.commit_usec_total) < 0 ||
+            add_int(store, "checkpoints", (int64_t) ws.checkpoints) < 0 ||
+            add_int(store, "audit_dropped", (int64_t) m->audit_dropped) < 0)
+                return -ENOMEM;
+        return add_obj(reply, "store", TAKE_PTR(store)) < 0 ? -ENOMEM : 0;
+}
+
 int control_status_get(ControlConnection *c, const VarlinkCall *call) {
         Manager *m = c->manager;
         static const VarlinkField fields[] = { {} };
@@ -218,6 +238,9 @@ int control_status_get(ControlConnection *c, const VarlinkCall *call) {
         if (r < 0)
                 return r;
         r = control_status_add_relay(m, reply);
+        if (r < 0)
+                return r;
+        r = control_status_add_store(m, reply);
         if (r < 0)
                 return r;
         return control_reply(c, TAKE_PTR(reply), false);
