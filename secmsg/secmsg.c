@@ -303,10 +303,20 @@ static int home_read(Context *ctx, const char *name, size_t max, uint8_t **ret, 
 
         /* O_NONBLOCK: a FIFO planted under this name must not hang us before the S_ISREG check. */
         fd = openat(ctx->home_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-        if (fd < 0)
-                return negative_errno();
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
+        if (fd < 0) {
+                r = negative_errno();
+                /* A missing file is the caller's business (it may create one); anything else is refused here. */
+                if (r == -ELOOP)
+                        error_msg("%s in the home directory is a symbolic link: refusing to follow it", name);
+                else if (r != -ENOENT)
+                        error_msg("cannot open %s in the home directory: %s", name, strerror(-r));
+                return r;
+        }
+        if (fstat(fd, &st) < 0) {
+                r = negative_errno();
+                error_msg("cannot stat %s in the home directory: %s", name, strerror(-r));
+                return r;
+        }
         if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
                 error_msg("%s in the home directory must be a regular file owned by you, mode 0600", name);
                 return -EPERM;
@@ -326,6 +336,7 @@ static int home_read(Context *ctx, const char *name, size_t max, uint8_t **ret, 
                         continue;
                 if (k <= 0) {
                         r = k < 0 ? negative_errno() : -EIO;
+                        error_msg("cannot read %s in the home directory: %s", name, strerror(-r));
                         explicit_bzero(buf, (size_t) st.st_size);
                         free(buf);
                         return r;
