@@ -46,9 +46,9 @@ _public_ const char *secclient_strerror(int error) {
         case EINVAL:
                 return "Invalid argument";
         case EBUSY:
-                return "A call is already in progress on this connection";
+                return "Busy: a call is in progress, secd has too many requests in flight, or another connection consumes the mailbox";
         case ENOTCONN:
-                return "The connection is closed";
+                return "Not connected, or the mailbox is not registered on this connection";
         default:
                 /* strerror() is not thread-safe in theory; strerrordesc_np() is. */
                 return strerrordesc_np(error < 0 ? -error : error) ?: "Unknown error";
