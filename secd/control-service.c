@@ -303,6 +303,7 @@ int control_audit_tail(ControlConnection *c, const VarlinkCall *call) {
         };
         _cleanup_(json_object_unrefp) json_object *reply = NULL, *entries = NULL;
         DbAuditEntry *list = NULL;
+        int64_t tail_last_id = -1;
         size_t n = 0;
         const char *bad = NULL;
         int r;
@@ -343,6 +344,8 @@ int control_audit_tail(ControlConnection *c, const VarlinkCall *call) {
                         return -ENOMEM;
                 }
         }
+        if (n > 0)
+                tail_last_id = list[n - 1].id;
         db_audit_entries_free(list, n);
 
         reply = json_object_new_object();
@@ -355,6 +358,11 @@ int control_audit_tail(ControlConnection *c, const VarlinkCall *call) {
                 if (r < 0)
                         return r;
                 c->following = true;
+                /*
+                 * The writer commits a row before the loop publishes it: one committed
+                 * just before the tail was read is in the tail and must not come again.
+                 */
+                c->follow_after_id = tail_last_id;
                 log_debug("control #%" PRIu64 ": following the audit trail.", c->serial);
                 return 0;
         }

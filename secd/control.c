@@ -586,10 +586,18 @@ void control_audit_broadcast(Manager *m, json_object *entry) {
 
         for (c = m->connections; c; c = next) {
                 _cleanup_(json_object_unrefp) json_object *p = NULL, *entries = NULL;
+                json_object *id_obj;
 
                 next = c->next;
                 if (!c->following || c->dead)
                         continue;
+                if (json_object_object_get_ex(entry, "id", &id_obj)) {
+                        int64_t id = json_object_get_int64(id_obj);
+
+                        if (id <= c->follow_after_id)
+                                continue;       /* already in its tail */
+                        c->follow_after_id = id;
+                }
                 p = json_object_new_object();
                 entries = json_object_new_array();
                 if (!p || !entries || json_object_array_add(entries, json_object_get(entry)) < 0 ||

@@ -76,6 +76,7 @@ struct ControlConnection {
         bool busy;                      /* a call is answered asynchronously: see control_resume() */
         uint64_t busy_since;
         bool following;                 /* Audit.Tail with "more": receives new entries */
+        int64_t follow_after_id;        /* the newest entry it has: the writer may publish a row the tail already read */
         bool eof;                       /* the peer shut down its side */
         bool dead;                      /* close at the end of the current callback */
 };
