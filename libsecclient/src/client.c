@@ -32,6 +32,8 @@
 #define CLIENT_READ_CHUNK 16384u
 /* Replies received while waiting for another one (ping in the middle of a pipeline). */
 #define CLIENT_STASH_MAX 1024u
+/* Requests of the library's own calls that timed out: their late replies are dropped, not stashed. */
+#define CLIENT_ABANDONED_MAX 64u
 #define CLIENT_TLS_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3"
 
 #define SUN_PATH_MAX sizeof(((struct sockaddr_un *) NULL)->sun_path)
@@ -75,6 +77,8 @@ struct secclient {
         Frame *stash_head, *stash_tail;
         size_t stash_n;
         uint32_t next_request_id;
+        uint32_t abandoned[CLIENT_ABANDONED_MAX];       /* ring; 0 = free slot (ids are never 0) */
+        size_t abandoned_next;
 
         /* Relay: the registered identity's seed (wiped on replace and free), delivered ids. */
         uint8_t identity_seed[SECCLIENT_KEY_SIZE];
@@ -368,6 +372,8 @@ static void connection_close(secclient *c) {
         c->registered = false;
         frame_reader_reset(c->reader);
         c->rpos = c->rlen = 0;
+        /* No reply to an abandoned request can arrive on another connection. */
+        memset(c->abandoned, 0, sizeof c->abandoned);
         /* Replies already received stay for secclient_recv(): their request ids are unique per handle. */
 }
 
@@ -1028,17 +1034,41 @@ static void connection_drop(secclient *c, int r) {
  * secclient_recv(). An ERROR with request id 0 concerns the connection and
  * is returned for any request.
  */
+static bool abandoned_take(secclient *c, uint32_t request_id) {
+        if (request_id == 0)
+                return false;
+        for (size_t i = 0; i < CLIENT_ABANDONED_MAX; i++)
+                if (c->abandoned[i] == request_id) {
+                        c->abandoned[i] = 0;
+                        return true;
+                }
+        return false;
+}
+
 static int reply_wait(secclient *c, uint32_t request_id, uint64_t deadline, Frame **ret) {
         for (;;) {
                 Frame *f = NULL;
                 int r;
 
                 r = frame_read(c, deadline, &f);
+                if (r == -ETIMEDOUT && c->connected) {
+                        /*
+                         * The caller gives up on this request; its reply may still come.
+                         * Nobody would ever take it from the stash, so drop it when it
+                         * does (the oldest abandoned id is forgotten beyond the ring).
+                         */
+                        c->abandoned[c->abandoned_next] = request_id;
+                        c->abandoned_next = (c->abandoned_next + 1) % CLIENT_ABANDONED_MAX;
+                }
                 if (r < 0)
                         return r;
                 if (f->request_id == request_id || (f->type == FRAME_ERROR && f->request_id == 0)) {
                         *ret = f;
                         return 0;
+                }
+                if (abandoned_take(c, f->request_id)) {
+                        frame_free(f);
+                        continue;
                 }
                 r = stash_push(c, f);
                 if (r < 0)
@@ -1316,6 +1346,10 @@ static void connection_poll(secclient *c) {
                         frame_free(f);
                         connection_drop(c, r);
                         return;
+                }
+                if (abandoned_take(c, f->request_id)) {
+                        frame_free(f);
+                        continue;
                 }
                 (void) stash_push(c, f);
         }

@@ -467,6 +467,7 @@ static void pki_issue(Pki *p, const char *purpose, unsigned char serial, char **
 #define T_MESSAGES_MAX 16
 #define T_RECIPIENT_FULL 0xF0    /* SEND to a key of these bytes: ERROR QUOTA_EXCEEDED */
 #define T_RECIPIENT_SHORT 0xF1   /* SEND to a key of these bytes: a truncated SEND reply */
+#define T_RECIPIENT_SLOW 0xF2    /* SEND to a key of these bytes: the reply comes after 300 ms */
 
 typedef struct TMessage {
         uint64_t id;
@@ -645,6 +646,14 @@ static bool t_handle(Relay *rl, gnutls_session_t s, bool *registered, const Fram
                 }
                 if (snd.recipient[0] == T_RECIPIENT_SHORT)
                         return t_send_frame(s, FRAME_SEND | FRAME_REPLY_BIT, h->request_id, small, 8) == 0;
+                if (snd.recipient[0] == T_RECIPIENT_SLOW) {
+                        struct timespec ts = { .tv_nsec = 300 * 1000 * 1000 };
+
+                        (void) nanosleep(&ts, NULL);
+                        relay_send_reply_build(&(RelaySendReply) { .server_id = 999999 }, small);
+                        return t_send_frame(s, FRAME_SEND | FRAME_REPLY_BIT, h->request_id, small,
+                                            RELAY_SEND_REPLY_SIZE) == 0;
+                }
                 for (size_t i = 0; i < rl->n_msgs; i++)
                         if (memcmp(rl->msgs[i].client_msg_id, snd.client_msg_id, RELAY_MSG_ID_SIZE) == 0) {
                                 sr = (RelaySendReply) { .server_id = rl->msgs[i].id, .duplicate = true };
@@ -968,6 +977,27 @@ static void test_wire_messages(void **state) {
         assert_string_equal(secclient_last_error(c), "mailbox full (test)");
         memset(short_reply, T_RECIPIENT_SHORT, sizeof short_reply);
         assert_int_equal(secclient_relay_send(c, short_reply, NULL, "x", 1, &sid, NULL), -EBADMSG);
+
+        /*
+         * A call that timed out: its late reply is dropped when it comes, not kept for
+         * secclient_recv() (where nobody would take it, and 1024 of them made every call fail).
+         */
+        {
+                uint8_t slow[SECCLIENT_KEY_SIZE], *payload = NULL;
+                struct timespec ts = { .tv_nsec = 400 * 1000 * 1000 };
+                uint32_t rid = 0;
+                uint8_t type = 0;
+                size_t len = 0;
+
+                memset(slow, T_RECIPIENT_SLOW, sizeof slow);
+                assert_int_equal(secclient_set_timeout(c, 100), 0);
+                assert_int_equal(secclient_relay_send(c, slow, NULL, "x", 1, &sid, NULL), -ETIMEDOUT);
+                (void) nanosleep(&ts, NULL);
+                assert_int_equal(secclient_ping(c, "p", 1), 0);
+                assert_int_equal(secclient_recv(c, &type, &rid, (void **) &payload, &len), -ETIMEDOUT);
+                assert_null(payload);
+                assert_int_equal(secclient_set_timeout(c, 5000), 0);
+        }
 
         assert_int_equal(secclient_relay_fetch(c, 10, 0, 0, &m, &n), 0);
         assert_int_equal(n, 2);
