@@ -4,7 +4,9 @@
 
 The daemon is started through a wrapper that runs it under memcheck with
 --error-exitcode, driven through a representative session (every control
-verb, admissions on the data and enroll sockets, a reload, a follower), and
+verb, admissions on the data and enroll sockets, enrollments, mTLS sessions
+carrying relay and key-server traffic through secmsg, a reload, a
+follower), and
 stopped with SIGTERM: any invalid access or definite/indirect leak makes the
 exit status non-zero and fails the test. Registered only for builds without
 sanitizers (valgrind cannot run ASan binaries).
@@ -13,6 +15,7 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
 import sys
 import unittest
 
@@ -21,6 +24,7 @@ from secdtest import SecdTestCase, RawVarlink, wait_until
 
 VALGRIND = shutil.which("valgrind")
 VALGRIND_ERROR = 99
+SECMSG = os.environ.get("SECMSG", "")
 
 
 def touch_endpoint(path):
@@ -105,6 +109,9 @@ class ValgrindTest(SecdTestCase):
             junk.send_raw(b"\xff\xfe not json\0")
             junk.closed_by_peer()
 
+        if SECMSG:
+            self.relay_session(d)
+
         d.reload()
         self.secctl("reload", expect=0)
         self.secctl("status", expect=0)
@@ -113,6 +120,28 @@ class ValgrindTest(SecdTestCase):
         log = self.valgrind_log()
         self.assertEqual(code, 0, f"secd under valgrind exited {code}\n--- valgrind log:\n{log}")
         self.assertNotIn("definitely lost: ", log.replace("definitely lost: 0 bytes", ""), log)
+
+    def relay_session(self, d):
+        """Enrollments, mTLS sessions, every relay and key-server request, through secmsg."""
+        home = self.path("secmsg-home")
+        env = {k: v for k, v in os.environ.items() if k not in ("SECMSG_HOME", "XDG_DATA_HOME")}
+        env.update(SECD_SOCKET=d.data, SECD_ENROLL_SOCKET=d.enroll, HOME=self.path("."))
+
+        def secmsg(*args, stdin=b""):
+            cp = subprocess.run([SECMSG, "--home", home, *args], input=stdin, capture_output=True, env=env,
+                                timeout=max(secdtest.TIMEOUT, 60))
+            self.assertEqual(cp.returncode, 0, f"secmsg {' '.join(args)}: {cp.stderr.decode(errors='replace')}")
+            return cp.stdout
+
+        address = secmsg("id").decode().strip()
+        self.assertRegex(address, r"^[0-9a-f]{64}$")
+        secmsg("keys", "publish", "--count", "3")
+        self.assertEqual(secmsg("keys", "count").decode().strip(), "3")
+        secmsg("keys", "bundle", address)
+        secmsg("send", "--to", address, stdin=b"under valgrind")
+        self.assertEqual(secmsg("recv", "--wait", "5", "--max", "1"), b"under valgrind")
+        self.secctl("relay", "stats", expect=0)
+        self.secctl("keys", "stats", expect=0)
 
 
 if __name__ == "__main__":
