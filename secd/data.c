@@ -61,6 +61,42 @@ struct DataConnection {
 
 static uint64_t data_next_id = 1;
 
+/*
+ * Per-connection failures (handshake errors and timeouts, refusals) are
+ * caused by peers: anyone who can connect could otherwise write to the
+ * journal as fast as they can connect. At most DATA_LOG_BURST such lines per
+ * DATA_LOG_INTERVAL_USEC, then one line saying how many were left out; the
+ * counters in Status.Get count every one.
+ */
+#define DATA_LOG_INTERVAL_USEC (UINT64_C(10) * 1000000)
+#define DATA_LOG_BURST 20
+
+static struct {
+        uint64_t begin;
+        unsigned n;
+        uint64_t suppressed;
+} data_log_limit;
+
+static bool data_log_allowed(void) {
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+        if (data_log_limit.begin == 0 || now - data_log_limit.begin >= DATA_LOG_INTERVAL_USEC) {
+                if (data_log_limit.suppressed > 0)
+                        log_notice("data: %" PRIu64 " connection failure messages suppressed in the last %" PRIu64
+                                   " s (see the counters of secctl status).",
+                                   data_log_limit.suppressed, DATA_LOG_INTERVAL_USEC / 1000000);
+                data_log_limit.begin = now;
+                data_log_limit.n = 0;
+                data_log_limit.suppressed = 0;
+        }
+        if (data_log_limit.n >= DATA_LOG_BURST) {
+                data_log_limit.suppressed++;
+                return false;
+        }
+        data_log_limit.n++;
+        return true;
+}
+
 static int data_step(DataConnection *c);
 static void data_update(DataConnection *c);
 
@@ -300,7 +336,8 @@ static int data_on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
 
 static void data_refuse(DataConnection *c, const char *reason) {
         c->manager->data_counters.refused++;
-        log_info("%s #%" PRIu64 ": not admitted: %s", data_ep(c), c->id, reason);
+        if (data_log_allowed())
+                log_info("%s #%" PRIu64 ": not admitted: %s", data_ep(c), c->id, reason);
         data_fail(c, 0, FRAME_ERROR_NOT_ADMITTED, reason);
 }
 
@@ -393,7 +430,9 @@ static int data_step(DataConnection *c) {
                         return 0;
                 }
                 if (r < 0) {
-                        log_info("%s #%" PRIu64 ": TLS handshake failed: %s", data_ep(c), c->id, gnutls_strerror(r));
+                        if (data_log_allowed())
+                                log_info("%s #%" PRIu64 ": TLS handshake failed: %s", data_ep(c), c->id,
+                                         gnutls_strerror(r));
                         c->manager->data_counters.handshake_failures++;
                         (void) gnutls_alert_send_appropriate(c->session, r);
                         return -EPROTO;
@@ -489,7 +528,9 @@ static int data_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         switch (c->state) {
         case DATA_HANDSHAKE:
         case DATA_ADMITTING:
-                log_info("%s #%" PRIu64 ": handshake not completed within handshake_timeout, closing.", data_ep(c), c->id);
+                if (data_log_allowed())
+                        log_info("%s #%" PRIu64 ": handshake not completed within handshake_timeout, closing.",
+                                 data_ep(c), c->id);
                 c->manager->data_counters.handshake_timeouts++;
                 data_connection_free(c);
                 return 0;

@@ -201,6 +201,27 @@ class DataEndpointTest(SecdTestCase):
         self.assertLess(took, 5)
         self.assertEqual(self.secctl_json("status")["tls"]["handshake_timeouts"], 1)
 
+    def test_handshake_failure_logs_are_rate_limited(self):
+        # Anyone who can connect causes these lines: the journal gets a bounded number.
+        self.start()
+        n = 50
+        for _ in range(n):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:
+                raw.settimeout(10)
+                raw.connect(self.d.data)
+                raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                try:
+                    while raw.recv(4096):
+                        pass
+                except ConnectionResetError:
+                    pass
+        self.assertEqual(self.secctl_json("status")["tls"]["handshake_failures"], n)
+        logged = self.d.stderr().count("TLS handshake failed")
+        self.assertGreaterEqual(logged, 1, "handshake failures are not logged at all")
+        # 20 per 10 s; a window may turn over during the loop on a slow machine.
+        self.assertLessEqual(logged, 40, f"{logged} lines for {n} failures")
+        self.assertTrue(self.d.alive())
+
     def test_idle_timeout(self):
         self.start("--data-idle-timeout", "1s")
         conn = self.connect()
