@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ed25519-order.h"
 #include "frame.h"
 #include "relay-proto.h"
 #include "secclient-internal.h"
@@ -34,6 +35,9 @@ int identity_verify(const uint8_t public_key[SECCLIENT_KEY_SIZE], const uint8_t 
                     const uint8_t signature[SECCLIENT_SIGNATURE_SIZE]) {
         if (!public_key || (!msg && len > 0) || !signature)
                 return -EINVAL;
+        /* A small-order key "signs" anything (R = identity, S = 0): such a signature proves nothing. */
+        if (ed25519_key_is_small_order(public_key))
+                return -EBADMSG;
         return ed25519_sha512_verify(public_key, len, msg, signature) == 1 ? 0 : -EBADMSG;
 }
 

@@ -379,6 +379,22 @@ static void test_bundle_verify(void **state) {
         buf[n - 1] ^= 0x01;
         assert_int_equal(bundle_check(buf, n, mailbox), 0);
 
+        /*
+         * A malicious relay's bundle for a small-order address: R = identity
+         * (01 00..00), S = 0 verifies every message under such a key with
+         * nettle's check, so both signatures "verify". Refused.
+         */
+        {
+                uint8_t weak[32] = { 0x01 }, forged[64] = { 0x01 };
+
+                n = bundle_make(seed, false, buf);
+                memcpy(buf, weak, sizeof weak);
+                memcpy(buf + 64, forged, sizeof forged);
+                memcpy(buf + 164, forged, sizeof forged);
+                assert_int_equal(ed25519_sha512_verify(weak, 3, (const uint8_t *) "any", forged), 1);
+                assert_int_equal(bundle_check(buf, n, weak), -EBADMSG);
+        }
+
         explicit_bzero(seed, sizeof seed);
         explicit_bzero(other_seed, sizeof other_seed);
 }
