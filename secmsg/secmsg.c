@@ -7,6 +7,7 @@
  * directory (0700, files 0600, written whole then renamed into place) and
  * are never printed.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -244,6 +245,42 @@ static int home_path(const Context *ctx, char **ret) {
         return 0;
 }
 
+/* Temporary files older than this are leftovers of a secmsg that died between writing and renaming. */
+#define SECMSG_TMP_STALE_SEC (10 * 60)
+
+/*
+ * A secmsg killed between creating a temporary file and renaming it into
+ * place leaves a copy of a secret (the seed, pre-key private keys): delete
+ * such files, but only old ones, since a young one may be another running
+ * secmsg's, about to be renamed.
+ */
+static void home_sweep_temporary(Context *ctx) {
+        _cleanup_close_ int dfd = -EBADF;
+        struct dirent *de;
+        time_t now = time(NULL);
+        DIR *d;
+
+        dfd = openat(ctx->home_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return;
+        d = fdopendir(dfd);
+        if (!d)
+                return;
+        TAKE_FD(dfd);
+        while ((de = readdir(d))) {
+                size_t l = strlen(de->d_name);
+                struct stat st;
+
+                if (de->d_name[0] != '.' || l < 5 || !streq(de->d_name + l - 4, ".tmp"))
+                        continue;
+                if (fstatat(ctx->home_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+                    st.st_uid != geteuid() || now - st.st_mtime < SECMSG_TMP_STALE_SEC)
+                        continue;
+                (void) unlinkat(ctx->home_fd, de->d_name, 0);
+        }
+        (void) closedir(d);
+}
+
 /* Open (creating it 0700) the home; refuse one that others could read or that is not ours. */
 static int home_open(Context *ctx) {
         _cleanup_free_ char *path = NULL;
@@ -287,6 +324,7 @@ static int home_open(Context *ctx) {
                 return -EPERM;
         }
         ctx->home_fd = TAKE_FD(fd);
+        home_sweep_temporary(ctx);
         return 0;
 }
 
@@ -389,8 +427,15 @@ static int home_write(Context *ctx, const char *name, const uint8_t *data, size_
         if (r >= 0) {
                 if (replace)
                         r = renameat(ctx->home_fd, tmp, ctx->home_fd, name) < 0 ? negative_errno() : 0;
-                else
+                else {
                         r = renameat2(ctx->home_fd, tmp, ctx->home_fd, name, RENAME_NOREPLACE) < 0 ? negative_errno() : 0;
+                        /* No RENAME_NOREPLACE here (NFS, some FUSE, old kernels): a hard link never replaces either. */
+                        if (r == -EINVAL || r == -ENOSYS) {
+                                r = linkat(ctx->home_fd, tmp, ctx->home_fd, name, 0) < 0 ? negative_errno() : 0;
+                                if (r >= 0)
+                                        (void) unlinkat(ctx->home_fd, tmp, 0);
+                        }
+                }
         }
         if (r < 0) {
                 (void) unlinkat(ctx->home_fd, tmp, 0);

@@ -178,6 +178,23 @@ class SecmsgTest(RelayTestCase):
             self.assertEqual(cp.stdout, b"", f"{name} identity: something printed")
             self.assertIn(b"secmsg: ", cp.stderr, f"{name} identity refused without a reason (exit {cp.returncode})")
 
+    def test_stale_temporary_files_are_removed(self):
+        # A secmsg killed between writing a secret to a temporary file and renaming it
+        # leaves the secret behind: the next run deletes old ones, never young ones
+        # (another secmsg may be about to rename its own).
+        home = self.path("home-tmp")
+        os.mkdir(home, 0o700)
+        stale = os.path.join(home, ".identity.0badc0de.tmp")
+        young = os.path.join(home, ".prekeys.12345678.tmp")
+        for p in (stale, young):
+            with open(os.open(p, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+                f.write(os.urandom(32))
+        old = time.time() - 3600
+        os.utime(stale, (old, old))
+        self.address(home=home)
+        self.assertFalse(os.path.exists(stale), "a stale temporary file with a secret was left")
+        self.assertTrue(os.path.exists(young), "a young temporary file was deleted")
+
     def test_keys_publish_count_bundle(self):
         bob = self.address(uid=NOBODY_UID, home=self.bob)
         self.address(home=self.alice)
