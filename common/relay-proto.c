@@ -171,6 +171,7 @@ int relay_fetch_parse(const uint8_t *p, size_t n, RelayFetch *ret) {
                 .max_count = be16(p),
                 .max_bytes = be32(p + 2),
                 .wait_ms = be32(p + 6),
+                .after_id = be64(p + 10),
         };
         if (!fetch_ok(&f))
                 return -EBADMSG;
@@ -186,6 +187,7 @@ int relay_fetch_build(const RelayFetch *f, uint8_t out[RELAY_FETCH_SIZE]) {
         put_be16(out, f->max_count);
         put_be32(out + 2, f->max_bytes);
         put_be32(out + 6, f->wait_ms);
+        put_be64(out + 10, f->after_id);
         return 0;
 }
 

@@ -29,12 +29,15 @@
  *
  * FETCH 0x12      max_count u16 (1..RELAY_FETCH_COUNT_MAX),
  *                 max_bytes u32 (>= 1; secd clamps it to what one reply frame holds),
- *                 wait_ms u32 (0: answer now; secd clamps it to relay_fetch_wait_max)
+ *                 wait_ms u32 (0: answer now; secd clamps it to relay_fetch_wait_max),
+ *                 after_id u64 (a cursor: only messages with server_id > after_id;
+ *                 0: every pending one; any value is valid)
  *   reply: count u16, then count times
  *          { server_id u64, client_msg_id[16], received_usec u64 (CLOCK_REALTIME),
  *            length u32, blob[length] }
  *   Messages in strictly increasing server_id order (a reply that is not:
- *   -EBADMSG; the builder refuses it with -EINVAL). The first message is always included when
+ *   -EBADMSG; the builder refuses it with -EINVAL), all > the request's
+ *   after_id (secd's side of the contract; the codec cannot see it). The first message is always included when
  *   one is pending, whatever max_bytes says; each further one only while the
  *   blobs' total stays <= max_bytes.
  *
@@ -73,7 +76,7 @@
 /* Fixed parts of the payloads. */
 #define RELAY_REGISTER_SIZE (RELAY_KEY_SIZE + RELAY_SIGNATURE_SIZE)                  /* 96 */
 #define RELAY_SEND_HEADER_SIZE (RELAY_KEY_SIZE + RELAY_MSG_ID_SIZE)                  /* 48 */
-#define RELAY_FETCH_SIZE (2 + 4 + 4)                                                 /* 10 */
+#define RELAY_FETCH_SIZE (2 + 4 + 4 + 8)                                             /* 18 */
 #define RELAY_FETCH_REPLY_HEADER_SIZE 2
 #define RELAY_FETCH_ITEM_HEADER_SIZE (8 + RELAY_MSG_ID_SIZE + 8 + 4)                 /* 36 */
 #define RELAY_PUBLISH_HEADER_SIZE (32 + 64 + 4 + 32 + 64 + 2)                        /* 198 */
@@ -133,6 +136,7 @@ typedef struct RelayFetch {
         uint16_t max_count;     /* 1..RELAY_FETCH_COUNT_MAX */
         uint32_t max_bytes;     /* >= 1 */
         uint32_t wait_ms;
+        uint64_t after_id;      /* only server ids > after_id; 0: all */
 } RelayFetch;
 int relay_fetch_parse(const uint8_t *p, size_t n, RelayFetch *ret);
 int relay_fetch_build(const RelayFetch *f, uint8_t out[RELAY_FETCH_SIZE]);

@@ -25,7 +25,7 @@ static const char *const relay_statement_sql[_DB_STMT_MAX] = {
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         [DB_STMT_MESSAGES_FETCH] =
                 "SELECT id, client_msg_id, received_usec, expires_usec, body FROM messages "
-                "WHERE mailbox_id = ?1 AND expires_usec > ?2 ORDER BY id LIMIT ?3",
+                "WHERE mailbox_id = ?1 AND id > ?4 AND expires_usec > ?2 ORDER BY id LIMIT ?3",
         /* The WHERE before ON CONFLICT is required by SQLite's grammar for INSERT ... SELECT. */
         [DB_STMT_MESSAGE_ACK_TOMBSTONE] =
                 "INSERT INTO tombstones(sender, client_msg_id, server_id, mailbox_id, expires_usec) "
@@ -389,14 +389,14 @@ static int message_from_row(Db *db, sqlite3_stmt *stmt, DbMessage *ret) {
         return 0;
 }
 
-int db_messages_fetch(Db *db, int64_t mailbox_id, int64_t now_usec, size_t max_count, size_t max_bytes,
-                      DbMessage **ret, size_t *ret_n) {
+int db_messages_fetch(Db *db, int64_t mailbox_id, int64_t after_id, int64_t now_usec, size_t max_count,
+                      size_t max_bytes, DbMessage **ret, size_t *ret_n) {
         _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
         DbMessage *m = NULL;
         size_t n = 0, allocated = 0, total = 0;
         int r, rc;
 
-        if (!db || !ret || !ret_n)
+        if (!db || !ret || !ret_n || after_id < 0)
                 return -EINVAL;
         max_count = MIN(max_count, (size_t) DB_FETCH_MAX);
 
@@ -408,6 +408,8 @@ int db_messages_fetch(Db *db, int64_t mailbox_id, int64_t now_usec, size_t max_c
                 rc = sqlite3_bind_int64(stmt, 2, now_usec);
         if (rc == SQLITE_OK)
                 rc = sqlite3_bind_int64(stmt, 3, (sqlite3_int64) max_count);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(stmt, 4, after_id);
         if (rc != SQLITE_OK)
                 return db_error(db, rc);
 

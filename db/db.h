@@ -263,13 +263,16 @@ typedef struct DbMessage {
 } DbMessage;
 
 /*
- * Pending (not expired at now_usec) messages of a mailbox in id order: at
- * most max_count (capped at DB_FETCH_MAX); the first always, each further
- * one while the bodies' total stays <= max_bytes. None (*ret NULL, *ret_n 0)
- * if nothing is pending or max_count is 0. Free with db_messages_free().
+ * Pending (not expired at now_usec) messages of a mailbox with an id above
+ * after_id (a FETCH cursor, >= 0; 0: all), in id order through the
+ * (mailbox_id, id) index: at most max_count (capped at DB_FETCH_MAX); the
+ * first always, each further one while the bodies' total stays <=
+ * max_bytes. None (*ret NULL, *ret_n 0) if nothing is pending above
+ * after_id or max_count is 0. -EINVAL for a negative after_id. Free with
+ * db_messages_free().
  */
-int db_messages_fetch(Db *db, int64_t mailbox_id, int64_t now_usec, size_t max_count, size_t max_bytes,
-                      DbMessage **ret, size_t *ret_n);
+int db_messages_fetch(Db *db, int64_t mailbox_id, int64_t after_id, int64_t now_usec, size_t max_count,
+                      size_t max_bytes, DbMessage **ret, size_t *ret_n);
 void db_messages_free(DbMessage *m, size_t n);
 /*
  * Delete those of ids that are queued in mailbox_id (others are ignored),

@@ -80,6 +80,7 @@ struct RelaySession {
         bool fetch_running, fetch_parked, fetch_woken, fetch_waited;
         uint32_t fetch_request_id;
         RelayFetchLimits fetch;
+        int64_t fetch_after_id;         /* the FETCH's cursor: only server ids above it */
         uint64_t fetch_deadline;        /* CLOCK_MONOTONIC */
         sd_event_source *fetch_timer;
 };

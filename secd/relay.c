@@ -469,6 +469,7 @@ static int relay_register(RelaySession *s, const FrameHeader *h, const uint8_t *
 typedef struct FetchJob {
         RelayJob base;
         int64_t mailbox_id;
+        int64_t after_id;
         int64_t now_usec;
         size_t max_count, max_bytes;
         DbMessage *messages;
@@ -480,8 +481,8 @@ static int relay_fetch_start(RelaySession *s);
 static int relay_fetch_run(Db *db, RelayJob *base) {
         FetchJob *j = (FetchJob *) base;
 
-        return db_messages_fetch(db, j->mailbox_id, j->now_usec, j->max_count, j->max_bytes, &j->messages,
-                                 &j->n_messages);
+        return db_messages_fetch(db, j->mailbox_id, j->after_id, j->now_usec, j->max_count, j->max_bytes,
+                                 &j->messages, &j->n_messages);
 }
 
 static int relay_fetch_reply(RelaySession *s, const DbMessage *msgs, size_t n) {
@@ -580,6 +581,7 @@ static void relay_fetch_done(RelayJob *base, int r) {
                 relay_internal_error(s, FRAME_FETCH, s->fetch_request_id, r);
                 goto finish;
         }
+        /* Nothing above the cursor (also after a wake-up whose message was acknowledged meanwhile): wait on. */
         if (j->n_messages == 0 && s->fetch.wait_usec > 0 && now_usec(CLOCK_MONOTONIC) < s->fetch_deadline) {
                 if (s->fetch_woken) {
                         /* A message was stored while this job ran after its read: look again. */
@@ -608,6 +610,7 @@ static int relay_fetch_start(RelaySession *s) {
         j->base.type = FRAME_FETCH;
         j->base.request_id = s->fetch_request_id;
         j->mailbox_id = s->mailbox_id;
+        j->after_id = s->fetch_after_id;
         j->now_usec = (int64_t) now_usec(CLOCK_REALTIME);
         j->max_count = s->fetch.max_count;
         j->max_bytes = s->fetch.max_bytes;
@@ -642,16 +645,24 @@ static int relay_fetch(RelaySession *s, const FrameHeader *h, const uint8_t *pay
                           MIN(c->frame_payload_max, (uint64_t) FRAME_PAYLOAD_MAX_HARD), c->relay_fetch_wait_max,
                           &s->fetch);
         s->fetch_request_id = h->request_id;
+        /* Server ids are SQLite rowids (<= INT64_MAX): a cursor above that matches nothing, as INT64_MAX does. */
+        s->fetch_after_id = req.after_id > (uint64_t) INT64_MAX ? INT64_MAX : (int64_t) req.after_id;
         s->fetch_deadline = now_usec(CLOCK_MONOTONIC) + s->fetch.wait_usec;
         s->fetch_waited = false;
         return relay_fetch_start(s);
 }
 
-/* A message for key was stored: its consumer's waiting FETCH answers now. */
-static void relay_wake(Relay *relay, const uint8_t key[RELAY_KEY_SIZE]) {
+/*
+ * Message server_id was stored for key: its consumer's waiting FETCH looks
+ * again, unless the id is at or below that FETCH's cursor (it would not be
+ * returned, and must not end the wait).
+ */
+static void relay_wake(Relay *relay, const uint8_t key[RELAY_KEY_SIZE], int64_t server_id) {
         RelaySession *s = relay_consumer_find(relay, key);
 
         if (!s || !s->registered)
+                return;
+        if ((s->fetch_parked || s->fetch_running) && server_id <= s->fetch_after_id)
                 return;
         if (s->fetch_parked) {
                 s->fetch_parked = false;
@@ -700,7 +711,7 @@ static void relay_send_done(RelayJob *base, int r) {
                         base->relay->counters.duplicates++;
                 else {
                         base->relay->counters.stored++;
-                        relay_wake(base->relay, j->recipient);
+                        relay_wake(base->relay, j->recipient, j->server_id);
                 }
         }
         if (!s)

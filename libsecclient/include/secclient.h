@@ -313,11 +313,13 @@ typedef struct secclient_message {
  * max_count (1..SECCLIENT_FETCH_MAX), about max_bytes (0: as many as one
  * reply holds; the first message always comes), waiting up to wait_ms for
  * one to arrive when none is pending (0: do not wait; secd caps the wait).
- * Messages already returned by an earlier fetch on this handle and not yet
- * acknowledged are dropped (at-least-once on the wire, once to the
- * caller); the handle remembers at most 4096 such ids, forgetting the
- * oldest first, so acknowledge what you fetched. A fetch whose messages
- * were all returned before yields *ret_n == 0 even though some are pending. *ret is a malloc'd array (NULL when *ret_n is 0): free it with
+ * Messages already returned by an earlier fetch on this handle (the
+ * handle sends the highest server id it returned as a cursor, kept across
+ * reconnections, reset when another mailbox is registered) are not
+ * returned again, even when they are not acknowledged yet: a fetch waits
+ * up to wait_ms for a new message instead (at-least-once on the wire, once
+ * to the caller). A new handle starts again with every unacknowledged
+ * message. *ret is a malloc'd array (NULL when *ret_n is 0): free it with
  * secclient_messages_free().
  */
 int secclient_relay_fetch(secclient *c, unsigned max_count, size_t max_bytes, unsigned wait_ms,

@@ -66,6 +66,7 @@ void seen_set_remove(SeenSet *s, uint64_t id) {
 }
 
 void seen_set_clear(SeenSet *s) {
+        s->cursor = 0;
         s->n = 0;
 }
 
@@ -221,6 +222,7 @@ _public_ int secclient_relay_fetch(secclient *c, unsigned max_count, size_t max_
                 .max_count = (uint16_t) max_count,
                 .max_bytes = max_bytes == 0 || max_bytes > UINT32_MAX ? UINT32_MAX : (uint32_t) max_bytes,
                 .wait_ms = wait_ms,
+                .after_id = seen->cursor,
         };
         r = relay_fetch_build(&f, payload);
         if (r < 0)
@@ -264,9 +266,19 @@ _public_ int secclient_relay_fetch(secclient *c, unsigned max_count, size_t max_
                 memcpy(out[k].data, msgs[i].blob, msgs[i].blob_size);
                 k++;
         }
-        /* Only now that nothing can fail: these ids count as delivered. */
+        /*
+         * Only now that nothing can fail: these ids count as delivered, and
+         * the cursor moves to the last id of the reply. secd returned the
+         * lowest pending ids above the cursor we sent, so everything pending
+         * up to that id is with the caller now. Should a reply still carry
+         * ids at or below the cursor (a relay ignoring it), the set above
+         * drops those handed out before and delivers the rest: no loss.
+         * The cursor only grows; a reconnection to the same mailbox keeps it.
+         */
         for (size_t i = 0; i < k; i++)
                 (void) seen_set_add(seen, out[i].id);
+        if (n > 0 && msgs[n - 1].server_id > seen->cursor)
+                seen->cursor = msgs[n - 1].server_id;
 
         if (k == 0) {
                 free(out);

@@ -93,12 +93,18 @@ int client_session_resumed(const secclient *c);
  * ------------------------------------------------------------------------ */
 
 /*
- * Server ids a fetch returned and that were not acknowledged yet, so a
- * redelivery is dropped (secclient_relay_fetch()). Bounded: when full, the
- * smallest (oldest) id is forgotten first. Sorted, no duplicates.
+ * What a fetch already handed to the caller for the registered mailbox.
+ * cursor: the highest server id returned, sent as FETCH after_id, so secd
+ * neither returns those again nor answers a waiting fetch with them
+ * (kept across reconnections of the handle). ids: those returned and not
+ * acknowledged yet, so a redelivery is dropped all the same (a second line
+ * of defence). Bounded: when full, the smallest (oldest) id is forgotten
+ * first. Sorted, no duplicates. Both reset with seen_set_clear() when the
+ * handle's mailbox changes.
  */
 #define SECCLIENT_SEEN_MAX 4096u
 typedef struct SeenSet {
+        uint64_t cursor;
         size_t n;
         uint64_t ids[SECCLIENT_SEEN_MAX];
 } SeenSet;

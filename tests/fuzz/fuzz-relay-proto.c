@@ -120,7 +120,8 @@ static void fuzz_fetch(const uint8_t *p, size_t n) {
         CHECK(relay_fetch_build(&f, out) == 0);
         same_bytes(out, sizeof out, p, n);
         CHECK(relay_fetch_parse(out, sizeof out, &f2) == 0);
-        CHECK(f.max_count == f2.max_count && f.max_bytes == f2.max_bytes && f.wait_ms == f2.wait_ms);
+        CHECK(f.max_count == f2.max_count && f.max_bytes == f2.max_bytes && f.wait_ms == f2.wait_ms &&
+              f.after_id == f2.after_id);
 }
 
 static void fuzz_fetch_reply(const uint8_t *p, size_t n) {

@@ -9,9 +9,10 @@ from one, or "signed" for a small-order key is refused; a second uid or a
 remote certificate cannot take or read someone's mailbox; one consumer at
 a time, released when its connection closes or dies, one winner when two
 race; quotas, rate limits and TTL expiry answer with their errors and lose
-nothing; a resend is stored once; FETCH long-polls, is clamped, is BUSY
-when one already waits, outlives the idle timeout and is answered on
-SIGTERM; pipelined requests each get one answer; malformed, truncated and
+nothing; a resend is stored once; FETCH honours its after_id cursor (so
+a consumer that has not acknowledged yet waits instead of spinning),
+long-polls, is clamped, is BUSY when one already waits, outlives the idle
+timeout and is answered on SIGTERM; pipelined requests each get one answer; malformed, truncated and
 random payloads of every relay frame get per-request errors on a
 connection that keeps serving; a FETCH reply fits one frame; `secctl relay
 stats` and io.secd.Status tell the truth; and under systemd-socket-activate
@@ -46,8 +47,19 @@ def send_payload(to_hex, client_id, blob):
     return bytes.fromhex(to_hex) + client_id + blob
 
 
-def fetch_payload(max_count=100, max_bytes=1 << 20, wait_ms=0):
-    return struct.pack(">HII", max_count, max_bytes, wait_ms)
+def fetch_payload(max_count=100, max_bytes=1 << 20, wait_ms=0, after_id=0):
+    return struct.pack(">HIIQ", max_count, max_bytes, wait_ms, after_id)
+
+
+def fetch_reply_ids(p):
+    """The server ids of a FETCH reply payload, checking its layout."""
+    n, off, ids = struct.unpack(">H", p[:2])[0], 2, []
+    for _ in range(n):
+        sid, _, _, length = struct.unpack(">Q16sQI", p[off:off + 36])
+        ids.append(sid)
+        off += 36 + length
+    assert off == len(p), f"FETCH reply of {len(p)} bytes, items end at {off}"
+    return ids
 
 
 def ack_payload(ids):
@@ -269,13 +281,84 @@ class RelayExchangeTest(RelayTestCase):
         t.cmd(f"register {bob.arg}", ok=True)
         sids = [t.cmd(f"send {bob.hex} - 0{i}", ok=True)["server_id"] for i in range(2)]
         self.assertEqual([m["id"] for m in t.cmd("fetch 10 0 0", ok=True)["messages"]], sids)
-        # secd sends them again (at-least-once); the library hands each out once.
+        # secd sends them again to a FETCH without a cursor (at-least-once); the library,
+        # whose cursor is past them now, hands each out once.
         p = self.assert_reply(t.cmd(f"raw {FETCH} {fetch_payload().hex()}"), FETCH)
         self.assertEqual(struct.unpack(">H", p[:2])[0], 2)
         self.assertEqual(t.cmd("fetch 10 0 0", ok=True)["messages"], [])
         t.cmd(f"ack {sids[0]} {sids[1]}", ok=True)
         p = self.assert_reply(t.cmd(f"raw {FETCH} {fetch_payload().hex()}"), FETCH)
         self.assertEqual(p, b"\x00\x00")
+
+    def test_fetch_without_ack_waits_for_a_new_message(self):
+        """The library's cursor: a FETCH when only already-returned messages are pending waits
+        (it used to answer at once, and a consumer that did not acknowledge spun)."""
+        bob = self.identity("bob")
+        consumer, sender = self.tool(name="consumer"), self.tool(name="sender")
+        consumer.cmd(f"register {bob.arg}", ok=True)
+        first = sender.cmd(f"send {bob.hex} - 6f6e65", ok=True)["server_id"]
+        self.assertEqual([m["id"] for m in consumer.cmd("fetch 10 0 0", ok=True)["messages"]], [first])
+        # Not acknowledged, fetched again with a wait: it waits its time, then comes back empty.
+        out = consumer.cmd("fetch 10 0 1500", ok=True)
+        self.assertEqual(out["messages"], [], out)
+        self.assertGreaterEqual(out["elapsed_ms"], 1300, f"FETCH of only redeliveries did not wait: {out}")
+        self.assertLess(out["elapsed_ms"], 8000, out)
+        # Still not acknowledged; a message sent during the wait is what the waiting FETCH returns.
+        consumer.write("fetch 10 0 1500")
+        time.sleep(0.4)
+        second = sender.cmd(f"send {bob.hex} - 74776f", ok=True)["server_id"]
+        out = consumer.read(timeout=15)
+        self.assertTrue(out["ok"], out)
+        self.assertEqual([(m["id"], blob_of(m)) for m in out["messages"]], [(second, b"two")])
+        self.assertGreaterEqual(out["elapsed_ms"], 150, f"FETCH answered before the send: {out}")
+        # Both are still pending: a new consumer (cursor 0) gets both, in order.
+        self.assertEqual(consumer.close(), 0)
+        fresh = self.tool(name="fresh")
+        fresh.cmd(f"register {bob.arg}", ok=True)
+        self.assertEqual([m["id"] for m in fresh.cmd("fetch 10 0 0", ok=True)["messages"]], [first, second])
+
+    def test_fetch_after_id_on_the_wire(self):
+        bob = self.identity("bob")
+        t, sender = self.tool(), self.tool(name="sender")
+        t.cmd(f"register {bob.arg}", ok=True)
+        sids = [sender.cmd(f"send {bob.hex} - 0{i}", ok=True)["server_id"] for i in range(3)]
+
+        def ids(after_id, wait_ms=0, max_count=100):
+            out = t.cmd(f"raw {FETCH} {fetch_payload(max_count, 1 << 20, wait_ms, after_id).hex()}")
+            return fetch_reply_ids(self.assert_reply(out, FETCH, f"FETCH after {after_id}"))
+
+        self.assertEqual(ids(0), sids)
+        self.assertEqual(ids(sids[0]), sids[1:])
+        self.assertEqual(ids(sids[1] - 1), sids[1:])
+        self.assertEqual(ids(sids[0], max_count=1), sids[1:2], "the count starts at the cursor")
+        self.assertEqual(ids(sids[2]), [])
+        # Any u64 is a valid cursor; beyond every id (SQLite rowids stop at 2^63 - 1) it matches nothing.
+        for after in (sids[2] + 1000, 2**63 - 1, 2**63, 2**64 - 1):
+            self.assertEqual(ids(after), [], f"after_id {after}")
+        # Acknowledged messages are gone whatever the cursor.
+        t.cmd(f"ack {sids[1]}", ok=True)
+        self.assertEqual(ids(sids[0]), sids[2:])
+
+        # A FETCH waiting above the newest id is not woken (nor answered) by a message at or below
+        # its cursor: secd looks again and keeps waiting until its deadline.
+        t0 = time.monotonic()
+        t.write(f"raw {FETCH} {fetch_payload(10, 1 << 20, 1500, sids[2] + 1000).hex()}")
+        time.sleep(0.3)
+        low = sender.cmd(f"send {bob.hex} - 6c6f77", ok=True)["server_id"]
+        self.assertLess(low, sids[2] + 1000)
+        out = t.read(timeout=15)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(fetch_reply_ids(self.assert_reply(out, FETCH)), [])
+        self.assertGreaterEqual(elapsed, 1.3, f"a message below the cursor ended the wait: {out}")
+        # A message above the cursor does wake a waiting FETCH, which returns only what is above it.
+        t0 = time.monotonic()
+        t.write(f"raw {FETCH} {fetch_payload(10, 1 << 20, 10000, low).hex()}")
+        time.sleep(0.3)
+        high = sender.cmd(f"send {bob.hex} - 68696768", ok=True)["server_id"]
+        out = t.read(timeout=15)
+        self.assertEqual(fetch_reply_ids(self.assert_reply(out, FETCH)), [high])
+        self.assertLess(time.monotonic() - t0, 5, "the long poll did not notice a message above its cursor")
+        self.assertTrue(self.d.alive())
 
     def test_ack_of_another_mailbox_ids_deletes_nothing(self):
         alice, bob = self.identity("alice"), self.identity("bob")
@@ -684,8 +767,8 @@ class RelayMalformedTest(RelayTestCase):
         send = send_payload(alice.hex, cid(1), b"m")
         for n in range(len(send)):          # 0..48: the last one has an empty blob
             self.assert_bad(t, SEND, send[:n], "truncated SEND")
-        fetch = fetch_payload(10, 1000, 0)
-        for n in range(len(fetch)):
+        fetch = fetch_payload(10, 1000, 0, 7)
+        for n in range(len(fetch)):         # 10 bytes: the layout before the cursor
             self.assert_bad(t, FETCH, fetch[:n], "truncated FETCH")
         self.assert_bad(t, FETCH, fetch + b"\x00", "FETCH with a trailing byte")
         self.assert_bad(t, FETCH, fetch_payload(0, 1000, 0), "FETCH max_count 0")

@@ -338,7 +338,7 @@ static void test_max_size_message(void **state) {
         id = msg_put_ok(f->db, a, "uid:2", 7, DB_MESSAGE_MAX);
         assert_usage(f->db, a, 1, DB_MESSAGE_MAX);
         /* The first message is returned whatever max_bytes says. */
-        assert_int_equal(db_messages_fetch(f->db, a, T0, 10, 1, &m, &n), 0);
+        assert_int_equal(db_messages_fetch(f->db, a, 0, T0, 10, 1, &m, &n), 0);
         assert_int_equal(n, 1);
         assert_int_equal(m[0].id, id);
         assert_int_equal(m[0].size, DB_MESSAGE_MAX);
@@ -399,7 +399,7 @@ static void test_fetch_rules(void **state) {
                         (void) msg_put_ok(f->db, b, "s", 100, 5);       /* interleaved, another mailbox */
         }
 
-        assert_int_equal(db_messages_fetch(f->db, a, T0, 100, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(db_messages_fetch(f->db, a, 0, T0, 100, SIZE_MAX, &m, &n), 0);
         assert_int_equal(n, 4);
         for (size_t i = 0; i < 4; i++) {
                 uint8_t cmid[DB_MSG_ID_SIZE];
@@ -416,7 +416,7 @@ static void test_fetch_rules(void **state) {
         db_messages_free(m, n);
 
         /* Count bound. */
-        assert_int_equal(db_messages_fetch(f->db, a, T0, 3, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(db_messages_fetch(f->db, a, 0, T0, 3, SIZE_MAX, &m, &n), 0);
         assert_int_equal(n, 3);
         assert_int_equal(m[2].id, ids[2]);
         db_messages_free(m, n);
@@ -428,24 +428,24 @@ static void test_fetch_rules(void **state) {
                 { 0, 1 }, { 5, 1 }, { 29, 1 }, { 30, 2 }, { 59, 2 }, { 60, 3 }, { 99, 3 }, { 100, 4 },
         };
         for (size_t c = 0; c < ELEMENTSOF(cases); c++) {
-                assert_int_equal(db_messages_fetch(f->db, a, T0, 100, cases[c].max_bytes, &m, &n), 0);
+                assert_int_equal(db_messages_fetch(f->db, a, 0, T0, 100, cases[c].max_bytes, &m, &n), 0);
                 assert_int_equal(n, cases[c].n);
                 assert_int_equal(m[0].id, ids[0]);
                 db_messages_free(m, n);
         }
 
         /* Nothing: an empty result. */
-        assert_int_equal(db_messages_fetch(f->db, a + 100, T0, 100, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(db_messages_fetch(f->db, a + 100, 0, T0, 100, SIZE_MAX, &m, &n), 0);
         assert_int_equal(n, 0);
         db_messages_free(m, n);
-        assert_int_equal(db_messages_fetch(f->db, a, T0, 0, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(db_messages_fetch(f->db, a, 0, T0, 0, SIZE_MAX, &m, &n), 0);
         assert_int_equal(n, 0);
         db_messages_free(m, n);
-        assert_int_equal(db_messages_fetch(f->db, a, T0, 10, 10, NULL, &n), -EINVAL);
-        assert_int_equal(db_messages_fetch(f->db, a, T0, 10, 10, &m, NULL), -EINVAL);
+        assert_int_equal(db_messages_fetch(f->db, a, 0, T0, 10, 10, NULL, &n), -EINVAL);
+        assert_int_equal(db_messages_fetch(f->db, a, 0, T0, 10, 10, &m, NULL), -EINVAL);
 
         /* The other mailbox sees only its own. */
-        assert_int_equal(db_messages_fetch(f->db, b, T0, 100, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(db_messages_fetch(f->db, b, 0, T0, 100, SIZE_MAX, &m, &n), 0);
         assert_int_equal(n, 1);
         assert_int_equal(m[0].size, 5);
         db_messages_free(m, n);
@@ -463,13 +463,118 @@ static void test_fetch_count_cap(void **state) {
         assert_int_equal(db_commit(f->db), 0);
         assert_usage(f->db, a, DB_FETCH_MAX + 5, DB_FETCH_MAX + 5);
 
-        assert_int_equal(db_messages_fetch(f->db, a, T0, SIZE_MAX, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(db_messages_fetch(f->db, a, 0, T0, SIZE_MAX, SIZE_MAX, &m, &n), 0);
         assert_int_equal(n, DB_FETCH_MAX);
         for (size_t i = 0; i < n; i++) {
                 assert_true(m[i].id > prev);
                 prev = m[i].id;
         }
         db_messages_free(m, n);
+}
+
+/* FETCH's cursor: only ids above after_id, with the same count and byte bounds, through the index. */
+static void test_fetch_cursor(void **state) {
+        Fixture *f = *state;
+        int64_t a = mailbox_new(f->db, 1, "uid:1"), b = mailbox_new(f->db, 2, "uid:2"), ids[5], other = 0, late = 0;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *plan = NULL;
+        _cleanup_free_ char *sql = NULL;
+        DbMessage *m = NULL;
+        size_t n = 99, deleted = 0;
+        bool dup, indexed = false;
+
+        for (size_t i = 0; i < 5; i++) {
+                ids[i] = msg_put_ok(f->db, a, "s", (uint32_t) i + 1, 10);
+                if (i == 1)
+                        other = msg_put_ok(f->db, b, "s", 100, 5);      /* between ids[1] and ids[2] */
+        }
+        assert_true(other > ids[1] && other < ids[2]);
+
+        /* 0: everything pending. */
+        assert_int_equal(db_messages_fetch(f->db, a, 0, T0, 100, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(n, 5);
+        db_messages_free(m, n);
+
+        /* Strictly above the cursor, whether the cursor is one of ours or another mailbox's id. */
+        assert_int_equal(db_messages_fetch(f->db, a, ids[1], T0, 100, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(n, 3);
+        for (size_t i = 0; i < 3; i++)
+                assert_int_equal(m[i].id, ids[i + 2]);
+        db_messages_free(m, n);
+        assert_int_equal(db_messages_fetch(f->db, a, other, T0, 100, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(n, 3);
+        assert_int_equal(m[0].id, ids[2]);
+        db_messages_free(m, n);
+        assert_int_equal(db_messages_fetch(f->db, a, ids[2] - 1, T0, 100, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(n, 3);
+        assert_int_equal(m[0].id, ids[2]);
+        db_messages_free(m, n);
+
+        /* The count and byte bounds start at the cursor: the first message above it always comes. */
+        assert_int_equal(db_messages_fetch(f->db, a, ids[0], T0, 2, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(m[0].id, ids[1]);
+        assert_int_equal(m[1].id, ids[2]);
+        db_messages_free(m, n);
+        assert_int_equal(db_messages_fetch(f->db, a, ids[0], T0, 100, 0, &m, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(m[0].id, ids[1]);
+        db_messages_free(m, n);
+        assert_int_equal(db_messages_fetch(f->db, a, ids[0], T0, 100, 20, &m, &n), 0);
+        assert_int_equal(n, 2);
+        db_messages_free(m, n);
+
+        /* At or above the newest: nothing, up to the largest id; the other mailbox is untouched. */
+        m = (DbMessage *) 1;
+        assert_int_equal(db_messages_fetch(f->db, a, ids[4], T0, 100, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(n, 0);
+        assert_null(m);
+        assert_int_equal(db_messages_fetch(f->db, a, INT64_MAX, T0, 100, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(db_messages_fetch(f->db, b, ids[1], T0, 100, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(m[0].id, other);
+        db_messages_free(m, n);
+        assert_int_equal(db_messages_fetch(f->db, b, other, T0, 100, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(n, 0);
+
+        /* A negative cursor is a caller's bug, not "everything". */
+        m = NULL;
+        n = 99;
+        assert_int_equal(db_messages_fetch(f->db, a, -1, T0, 100, SIZE_MAX, &m, &n), -EINVAL);
+        assert_int_equal(db_messages_fetch(f->db, a, INT64_MIN, T0, 100, SIZE_MAX, &m, &n), -EINVAL);
+        assert_null(m);
+        assert_int_equal(n, 99);
+
+        /* Acknowledged and expired messages above the cursor are skipped; a new one is found. */
+        assert_int_equal(db_messages_ack(f->db, a, &ids[2], 1, &deleted), 0);
+        assert_int_equal(deleted, 1);
+        assert_int_equal(msg_put(f->db, a, "s", 50, 10, T0, T0 + 1, NULL, &late, &dup), 0);
+        assert_int_equal(db_messages_fetch(f->db, a, ids[1], T0 + 1, 100, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(m[0].id, ids[3]);
+        assert_int_equal(m[1].id, ids[4]);
+        db_messages_free(m, n);
+        assert_int_equal(db_messages_fetch(f->db, a, ids[4], T0, 100, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(m[0].id, late);
+        db_messages_free(m, n);
+
+        /* The plan: a range on the (mailbox_id, id) index, no sort. */
+        assert_non_null(f->db->stmts[DB_STMT_MESSAGES_FETCH]);
+        assert_true(asprintf(&sql, "EXPLAIN QUERY PLAN %s", sqlite3_sql(f->db->stmts[DB_STMT_MESSAGES_FETCH])) > 0);
+        assert_int_equal(sqlite3_prepare_v2(f->db->sqlite, sql, -1, &plan, NULL), SQLITE_OK);
+        while (sqlite3_step(plan) == SQLITE_ROW) {
+                const char *detail = (const char *) sqlite3_column_text(plan, 3);
+
+                assert_non_null(detail);
+                if (strstr(detail, "messages_mailbox") && strstr(detail, "mailbox_id=?") &&
+                    (strstr(detail, "rowid>?") || strstr(detail, "id>?")))
+                        indexed = true;
+                if (strstr(detail, "TEMP B-TREE") || strncmp(detail, "SCAN ", 5) == 0)
+                        fail_msg("FETCH: %s", detail);
+        }
+        if (!indexed)
+                fail_msg("FETCH does not use a range on messages_mailbox");
 }
 
 static void test_expiry(void **state) {
@@ -486,10 +591,10 @@ static void test_expiry(void **state) {
         assert_int_equal(deleted, 1);
 
         /* Expired messages are hidden before they are swept. */
-        assert_int_equal(db_messages_fetch(f->db, a, T0 + 99, 10, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(db_messages_fetch(f->db, a, 0, T0 + 99, 10, SIZE_MAX, &m, &n), 0);
         assert_int_equal(n, 2);
         db_messages_free(m, n);
-        assert_int_equal(db_messages_fetch(f->db, a, T0 + 100, 10, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(db_messages_fetch(f->db, a, 0, T0 + 100, 10, SIZE_MAX, &m, &n), 0);
         assert_int_equal(n, 1);
         assert_int_equal(m[0].id, id_long);
         db_messages_free(m, n);
@@ -658,7 +763,7 @@ static void test_counters_after_mix(void **state) {
                         int64_t ids[8];
                         size_t n = 0, k;
 
-                        assert_int_equal(db_messages_fetch(f->db, box, T0 + round, 8, SIZE_MAX, &m, &n), 0);
+                        assert_int_equal(db_messages_fetch(f->db, box, 0, T0 + round, 8, SIZE_MAX, &m, &n), 0);
                         for (k = 0; k < n; k++)
                                 ids[k] = m[k].id;
                         db_messages_free(m, n);
@@ -776,7 +881,7 @@ static void test_corrupt_rows_refused(void **state) {
         handle_exec(f->db, sql);
         handle_exec(f->db, "PRAGMA ignore_check_constraints = 0");
 
-        assert_int_equal(db_messages_fetch(f->db, a, T0, 10, SIZE_MAX, &m, &n), -EBADMSG);
+        assert_int_equal(db_messages_fetch(f->db, a, 0, T0, 10, SIZE_MAX, &m, &n), -EBADMSG);
         assert_ptr_equal(m, (DbMessage *) 0x1);
         assert_int_equal(n, 77);
         assert_int_equal(db_keys_bundle(f->db, b, &bundle), -EBADMSG);
@@ -803,7 +908,7 @@ static void test_query_plans(void **state) {
         assert_int_equal(msg_put(f->db, a, "s", 1, 10, T0 + 20, T0 + 30, &q, &id, &dup), 0);   /* expired copy */
         assert_int_equal(db_messages_ack(f->db, a, &id, 1, NULL), 0);
         assert_int_equal(msg_put(f->db, a, "s", 1, 10, T0 + 40, T0 + 50, &q, &id, &dup), 0);   /* expired tombstone */
-        assert_int_equal(db_messages_fetch(f->db, a, T0, 10, 100, &m, &n), 0);
+        assert_int_equal(db_messages_fetch(f->db, a, 0, T0, 10, 100, &m, &n), 0);
         db_messages_free(m, n);
         assert_int_equal(db_messages_expire(f->db, T0 + 100, 10, NULL), 0);
         assert_int_equal(db_relay_stats(f->db, &s), 0);
@@ -931,7 +1036,7 @@ static void test_migration_2_to_3(void **state) {
         assert_int_equal(msg_put(db, box1, "uid:7", 1, 100, T0, T0 + TTL, NULL, &id, &dup), 0);
         assert_true(dup);
         assert_int_equal(id, 1);
-        assert_int_equal(db_messages_fetch(db, box1, T0, 10, SIZE_MAX, &m, &n), 0);
+        assert_int_equal(db_messages_fetch(db, box1, 0, T0, 10, SIZE_MAX, &m, &n), 0);
         assert_int_equal(n, 2);
         assert_int_equal(m[0].id, 1);
         assert_int_equal(m[0].size, 100);
@@ -1282,6 +1387,7 @@ int main(void) {
                 T(test_quota),
                 T(test_fetch_rules),
                 T(test_fetch_count_cap),
+                T(test_fetch_cursor),
                 T(test_expiry),
                 T(test_ack_own_mailbox),
                 T(test_inside_transaction),

@@ -177,7 +177,7 @@ static void test_sizes(void **state) {
         /* The header's arithmetic, against the layout counted by hand. */
         assert_int_equal(RELAY_REGISTER_SIZE, 96);
         assert_int_equal(RELAY_SEND_HEADER_SIZE, 48);
-        assert_int_equal(RELAY_FETCH_SIZE, 10);
+        assert_int_equal(RELAY_FETCH_SIZE, 18);
         assert_int_equal(RELAY_FETCH_ITEM_HEADER_SIZE, 36);
         assert_int_equal(RELAY_PUBLISH_HEADER_SIZE, 198);
         assert_int_equal(RELAY_PREKEY_SIZE, 36);
@@ -351,12 +351,13 @@ static void test_send_reply(void **state) {
 }
 
 static void test_fetch(void **state) {
-        RelayFetch f = { .max_count = 1000, .max_bytes = 0x00010000, .wait_ms = 30000 }, f2;
+        RelayFetch f = { .max_count = 1000, .max_bytes = 0x00010000, .wait_ms = 30000,
+                         .after_id = 0x0102030405060708 }, f2;
         uint8_t out[RELAY_FETCH_SIZE], *p;
         size_t n;
 
         assert_int_equal(relay_fetch_build(&f, out), 0);
-        p = unhex("03 e8  00 01 00 00  00 00 75 30", &n);
+        p = unhex("03 e8  00 01 00 00  00 00 75 30  01 02 03 04 05 06 07 08", &n);
         assert_int_equal(n, sizeof out);
         assert_memory_equal(out, p, n);
         free(p);
@@ -364,22 +365,38 @@ static void test_fetch(void **state) {
         assert_int_equal(f2.max_count, 1000);
         assert_int_equal(f2.max_bytes, 0x10000);
         assert_int_equal(f2.wait_ms, 30000);
+        assert_int_equal(f2.after_id, 0x0102030405060708);
 
-        assert_exact_length(parse_fetch, "00 01 00 00 00 01 00 00 00 00");
-        /* Extremes that are valid. */
-        assert_exact_length(parse_fetch, "00 01 ff ff ff ff ff ff ff ff");
+        /* The cursor is read as one big-endian u64, whatever its top bit. */
+        f.after_id = UINT64_MAX - 1;
+        assert_int_equal(relay_fetch_build(&f, out), 0);
+        p = unhex("03 e8  00 01 00 00  00 00 75 30  ff ff ff ff ff ff ff fe", &n);
+        assert_memory_equal(out, p, n);
+        free(p);
+        assert_int_equal(relay_fetch_parse(out, sizeof out, &f2), 0);
+        assert_true(f2.after_id == UINT64_MAX - 1);
 
-        /* max_count 0 and 1001, max_bytes 0. */
-        p = unhex("00 00 00 00 00 01 00 00 00 00", &n);
+        /* after_id 0 (everything pending), and extremes that are valid. */
+        assert_exact_length(parse_fetch, "00 01 00 00 00 01 00 00 00 00  00*8");
+        assert_exact_length(parse_fetch, "00 01 ff ff ff ff ff ff ff ff  ff*8");
+        assert_exact_length(parse_fetch, "03 e8 00 00 00 01 00 00 00 00  80 00 00 00 00 00 00 00");
+
+        /* The old 10-byte layout is refused, not read with a cursor of 0. */
+        p = unhex("03 e8  00 01 00 00  00 00 75 30", &n);
         assert_refused(parse_fetch, p, n);
         free(p);
-        p = unhex("03 e9 00 00 00 01 00 00 00 00", &n);
+
+        /* max_count 0 and 1001, max_bytes 0: refused whatever the cursor. */
+        p = unhex("00 00 00 00 00 01 00 00 00 00  00*8", &n);
         assert_refused(parse_fetch, p, n);
         free(p);
-        p = unhex("ff ff 00 00 00 01 00 00 00 00", &n);
+        p = unhex("03 e9 00 00 00 01 00 00 00 00  00*7 01", &n);
         assert_refused(parse_fetch, p, n);
         free(p);
-        p = unhex("00 01 00 00 00 00 00 00 00 00", &n);
+        p = unhex("ff ff 00 00 00 01 00 00 00 00  ff*8", &n);
+        assert_refused(parse_fetch, p, n);
+        free(p);
+        p = unhex("00 01 00 00 00 00 00 00 00 00  00*8", &n);
         assert_refused(parse_fetch, p, n);
         free(p);
 
@@ -390,6 +407,7 @@ static void test_fetch(void **state) {
         f.max_count = 1;
         f.max_bytes = 0;
         assert_int_equal(relay_fetch_build(&f, out), -EINVAL);
+        assert_int_equal(relay_fetch_build(NULL, out), -EINVAL);
 }
 
 /* Two messages: "abc" (server id 7) and one 0xff byte (server id 256). */

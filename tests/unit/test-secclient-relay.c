@@ -3,6 +3,8 @@
  * libsecclient's relay and key-server calls, without secd: the Ed25519 and
  * X25519 helpers against RFC 8032 and RFC 7748, argument checks, -ENOTCONN
  * without a connection, the delivered-id set that drops redeliveries, the
+ * FETCH cursor the library sends (kept across reconnections, reset for
+ * another mailbox, 0 on a new handle), the
  * bundle check that refuses a tampered key bundle, and the calls on the
  * wire against an in-test relay (a GnuTLS server thread with certificates
  * made at test time) that checks REGISTER proofs against its own view of
@@ -500,7 +502,10 @@ typedef enum TFetchMode {
         T_FETCH_TOO_MANY,       /* one more message than max_count */
         T_FETCH_TRUNCATED,      /* a valid reply without its last byte */
         T_FETCH_IDLE_CLOSE,     /* ERROR IDLE_TIMEOUT with request id 0, then close */
+        T_FETCH_NO_CURSOR,      /* everything pending, ignoring after_id (a relay before the cursor) */
 } TFetchMode;
+
+#define T_FETCHES_MAX 64
 
 typedef struct Relay {
         char dir[64], path[128];
@@ -511,6 +516,7 @@ typedef struct Relay {
         /* Scripted behaviour (set before the client acts). */
         bool drop_first_after_register; /* close the first connection right after its REGISTER reply */
         bool tamper_bundle;             /* flip a bit of spk_sig in KEYS_BUNDLE replies */
+        bool any_mailbox;               /* REGISTER for another key switches the mailbox */
         TFetchMode fetch_mode;
 
         /* State (the server thread's; the test reads it once the server is idle). */
@@ -522,6 +528,8 @@ typedef struct Relay {
         bool has_keys;
         RelayPublish keys;
         int n_registers, n_bad_proofs, n_closed, n_connections;
+        uint64_t fetch_after[T_FETCHES_MAX];    /* after_id of every well-formed FETCH, in order */
+        size_t n_fetches;
 } Relay;
 
 static int t_send_frame(gnutls_session_t s, uint8_t type, uint32_t id, const void *p, uint32_t len) {
@@ -551,6 +559,14 @@ static void t_send_error(gnutls_session_t s, uint32_t id, uint16_t code, const c
                 return;
         (void) gnutls_record_send(s, buf, size);
         free(buf);
+}
+
+/* A scripted recipient: all 32 bytes the same (a generated key starting with 0xF0 is not one). */
+static bool t_key_is(const uint8_t key[RELAY_KEY_SIZE], uint8_t byte) {
+        for (size_t i = 0; i < RELAY_KEY_SIZE; i++)
+                if (key[i] != byte)
+                        return false;
+        return true;
 }
 
 /* One FETCH reply item, written by hand (the codec refuses to build bad replies). */
@@ -598,6 +614,7 @@ static bool t_fetch_hostile(gnutls_session_t s, uint32_t request_id, TFetchMode 
                 t_send_error(s, 0, FRAME_ERROR_IDLE_TIMEOUT, "idle (test)");
                 return false;
         case T_FETCH_NORMAL:
+        case T_FETCH_NO_CURSOR:
                 break;
         }
         buf[0] = (uint8_t) (count >> 8);
@@ -634,7 +651,7 @@ static bool t_handle(Relay *rl, gnutls_session_t s, bool *registered, const Fram
                         t_send_error(s, h->request_id, FRAME_ERROR_BAD_SIGNATURE, "bad proof");
                         return true;
                 }
-                if (rl->has_mailbox && memcmp(rl->mailbox, reg.key, RELAY_KEY_SIZE) != 0) {
+                if (rl->has_mailbox && memcmp(rl->mailbox, reg.key, RELAY_KEY_SIZE) != 0 && !rl->any_mailbox) {
                         t_send_error(s, h->request_id, FRAME_ERROR_NOT_OWNER, "one mailbox in this test");
                         return true;
                 }
@@ -656,13 +673,13 @@ static bool t_handle(Relay *rl, gnutls_session_t s, bool *registered, const Fram
                         t_send_error(s, h->request_id, FRAME_ERROR_BAD_PAYLOAD, "bad SEND");
                         return true;
                 }
-                if (snd.recipient[0] == T_RECIPIENT_FULL) {
+                if (t_key_is(snd.recipient, T_RECIPIENT_FULL)) {
                         t_send_error(s, h->request_id, FRAME_ERROR_QUOTA_EXCEEDED, "mailbox full (test)");
                         return true;
                 }
-                if (snd.recipient[0] == T_RECIPIENT_SHORT)
+                if (t_key_is(snd.recipient, T_RECIPIENT_SHORT))
                         return t_send_frame(s, FRAME_SEND | FRAME_REPLY_BIT, h->request_id, small, 8) == 0;
-                if (snd.recipient[0] == T_RECIPIENT_SLOW) {
+                if (t_key_is(snd.recipient, T_RECIPIENT_SLOW)) {
                         struct timespec ts = { .tv_nsec = 300 * 1000 * 1000 };
 
                         (void) nanosleep(&ts, NULL);
@@ -695,6 +712,7 @@ static bool t_handle(Relay *rl, gnutls_session_t s, bool *registered, const Fram
                 RelayMessage out[T_MESSAGES_MAX];
                 uint8_t *reply = NULL;
                 size_t size = 0, n;
+                TFetchMode mode;
                 RelayFetch f;
                 bool ok;
 
@@ -706,17 +724,22 @@ static bool t_handle(Relay *rl, gnutls_session_t s, bool *registered, const Fram
                         t_send_error(s, h->request_id, FRAME_ERROR_NOT_REGISTERED, "register first");
                         return true;
                 }
-                if (__atomic_load_n(&rl->fetch_mode, __ATOMIC_SEQ_CST) != T_FETCH_NORMAL) {
-                        TFetchMode mode = __atomic_exchange_n(&rl->fetch_mode, T_FETCH_NORMAL, __ATOMIC_SEQ_CST);
-
+                assert_true(rl->n_fetches < T_FETCHES_MAX);
+                rl->fetch_after[rl->n_fetches++] = f.after_id;
+                mode = __atomic_exchange_n(&rl->fetch_mode, T_FETCH_NORMAL, __ATOMIC_SEQ_CST);
+                if (mode == T_FETCH_NO_CURSOR)
+                        f.after_id = 0;
+                else if (mode != T_FETCH_NORMAL)
                         return t_fetch_hostile(s, h->request_id, mode, f.max_count);
-                }
-                /* Everything not acknowledged, every time: at-least-once on the wire. */
-                n = MIN(MIN(rl->n_msgs, (size_t) f.max_count), (size_t) T_MESSAGES_MAX);
-                for (size_t i = 0; i < n; i++) {
-                        out[i] = (RelayMessage) { .server_id = rl->msgs[i].id, .received_usec = 1,
+                /* Everything not acknowledged above the cursor, every time: at-least-once on the wire. */
+                n = 0;
+                for (size_t i = 0; i < rl->n_msgs && n < f.max_count; i++) {
+                        if (rl->msgs[i].id <= f.after_id)
+                                continue;
+                        out[n] = (RelayMessage) { .server_id = rl->msgs[i].id, .received_usec = 1,
                                                   .blob = rl->msgs[i].blob, .blob_size = rl->msgs[i].size };
-                        memcpy(out[i].client_msg_id, rl->msgs[i].client_msg_id, RELAY_MSG_ID_SIZE);
+                        memcpy(out[n].client_msg_id, rl->msgs[i].client_msg_id, RELAY_MSG_ID_SIZE);
+                        n++;
                 }
                 assert_int_equal(relay_fetch_reply_build(out, n, FRAME_PAYLOAD_MAX_DEFAULT, &reply, &size), 0);
                 ok = t_send_frame(s, FRAME_FETCH | FRAME_REPLY_BIT, h->request_id, reply, (uint32_t) size) == 0;
@@ -1025,7 +1048,7 @@ static void test_wire_messages(void **state) {
         assert_memory_equal(m[1].data, "two!", 4);
         secclient_messages_free(m, n);
 
-        /* Redelivered by the relay (not acknowledged): dropped by the library. */
+        /* Not acknowledged, but at or below the cursor the library sends now: not returned again. */
         m = (void *) 1;
         assert_int_equal(secclient_relay_fetch(c, 10, 0, 0, &m, &n), 0);
         assert_int_equal(n, 0);
@@ -1044,7 +1067,14 @@ static void test_wire_messages(void **state) {
         secclient_messages_free(m, n);
         assert_int_equal(secclient_relay_ack(c, &sid, 1, &deleted), 0);
 
-        /* Another consumer handle has seen nothing: it gets what is pending again. */
+        /* The cursors on the wire (the unregistered FETCH was refused before): 0, then the highest id so far. */
+        assert_int_equal(rl.n_fetches, 4);
+        assert_int_equal(rl.fetch_after[0], 0);
+        assert_int_equal(rl.fetch_after[1], sid2);
+        assert_int_equal(rl.fetch_after[2], sid2);
+        assert_int_equal(rl.fetch_after[3], sid2);
+
+        /* Another consumer handle has seen nothing: it starts at 0 and gets what is pending again. */
         secclient_free(c);
         c2 = relay_client(&rl, &pki, 11);
         assert_int_equal(secclient_register(c2, seed, &created), 0);
@@ -1054,6 +1084,8 @@ static void test_wire_messages(void **state) {
         assert_int_equal(m[0].id, sid2);
         secclient_messages_free(m, n);
         secclient_free(c2);
+        assert_int_equal(rl.n_fetches, 5);
+        assert_int_equal(rl.fetch_after[4], 0);
 
         relay_stop(&rl);
         pki_done(&pki);
@@ -1095,6 +1127,112 @@ static void test_wire_reconnect_registers_again(void **state) {
         assert_int_equal(rl.n_registers, 2);
         assert_int_equal(rl.n_bad_proofs, 0);
         pki_done(&pki);
+}
+
+/* Fetch one message (max_count 1) and return its id; the relay must have one above the cursor. */
+static uint64_t fetch_one(secclient *c, const char *want) {
+        secclient_message *m = NULL;
+        size_t n = 0;
+        uint64_t id;
+
+        assert_int_equal(secclient_relay_fetch(c, 1, 0, 0, &m, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(m[0].len, strlen(want));
+        assert_memory_equal(m[0].data, want, strlen(want));
+        id = m[0].id;
+        secclient_messages_free(m, n);
+        return id;
+}
+
+/*
+ * The FETCH cursor: the highest id returned so far goes out as after_id,
+ * survives an automatic reconnection, is reset when another mailbox is
+ * registered, and the delivered-id set still drops what a relay ignoring
+ * the cursor sends again.
+ */
+static void test_wire_cursor(void **state) {
+        uint8_t seed[32], me[32], seed2[32], me2[32];
+        uint64_t a, b, c3, d, e, f;
+        secclient_message *m = NULL;
+        Relay rl = { .any_mailbox = true };
+        size_t n = 0;
+        secclient *c;
+        Pki pki;
+
+        pki_init(&pki);
+        relay_start(&rl, &pki);
+        assert_int_equal(secclient_identity_generate(seed, me), 0);
+        assert_int_equal(secclient_identity_generate(seed2, me2), 0);
+        c = relay_client(&rl, &pki, 15);
+        assert_int_equal(secclient_register(c, seed, NULL), 0);
+        assert_int_equal(secclient_relay_send(c, me, NULL, "a", 1, NULL, NULL), 0);
+        assert_int_equal(secclient_relay_send(c, me, NULL, "b", 1, NULL, NULL), 0);
+
+        /* One at a time, nothing acknowledged: each fetch moves the cursor past the last one. */
+        a = fetch_one(c, "a");
+        b = fetch_one(c, "b");
+        assert_true(b > a);
+        assert_int_equal(secclient_relay_fetch(c, 10, 0, 0, &m, &n), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(rl.n_fetches, 3);
+        assert_int_equal(rl.fetch_after[0], 0);
+        assert_int_equal(rl.fetch_after[1], a);
+        assert_int_equal(rl.fetch_after[2], b);
+
+        /* The relay drops the connection on the next FETCH; the call after it reconnects. */
+        __atomic_store_n(&rl.fetch_mode, T_FETCH_IDLE_CLOSE, __ATOMIC_SEQ_CST);
+        assert_int_equal(secclient_relay_fetch(c, 10, 0, 0, &m, &n), -ETIMEDOUT);
+        assert_int_equal(rl.fetch_after[3], b);
+        assert_int_equal(secclient_relay_send(c, me, NULL, "c", 1, NULL, NULL), 0);
+        assert_int_equal(rl.n_connections, 2);
+        assert_int_equal(rl.n_registers, 2);
+        /* The same handle after the reconnection: still past a and b, so only c comes. */
+        c3 = fetch_one(c, "c");
+        assert_int_equal(rl.fetch_after[4], b);
+        assert_true(c3 > b);
+
+        /* A relay that ignores the cursor: the delivered set drops a, b and c, d comes once. */
+        assert_int_equal(secclient_relay_send(c, me, NULL, "d", 1, NULL, NULL), 0);
+        __atomic_store_n(&rl.fetch_mode, T_FETCH_NO_CURSOR, __ATOMIC_SEQ_CST);
+        assert_int_equal(secclient_relay_fetch(c, 10, 0, 0, &m, &n), 0);
+        assert_int_equal(n, 1);
+        assert_memory_equal(m[0].data, "d", 1);
+        d = m[0].id;
+        secclient_messages_free(m, n);
+        assert_int_equal(rl.fetch_after[5], c3);
+        assert_int_equal(secclient_relay_fetch(c, 10, 0, 0, &m, &n), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(rl.fetch_after[6], d);
+
+        /*
+         * Acknowledging moves nothing back: e, sent after, is above the cursor.
+         * Then another mailbox on the same handle (a new connection, as
+         * secclient_register() requires): its first FETCH starts at 0.
+         */
+        assert_int_equal(secclient_relay_ack(c, (uint64_t[]) { a, b }, 2, NULL), 0);
+        assert_int_equal(secclient_relay_send(c, me, NULL, "e", 1, NULL, NULL), 0);
+        e = fetch_one(c, "e");
+        assert_int_equal(rl.fetch_after[7], d);
+        assert_int_equal(secclient_connect(c), 0);
+        assert_int_equal(secclient_register(c, seed2, NULL), 0);
+        assert_int_equal(secclient_relay_fetch(c, 10, 0, 0, &m, &n), 0);
+        assert_int_equal(rl.fetch_after[8], 0);
+        /* The in-test relay keeps one queue: c, d, e again, as new for this mailbox. */
+        assert_int_equal(n, 3);
+        assert_int_equal(m[0].id, c3);
+        assert_int_equal(m[2].id, e);
+        secclient_messages_free(m, n);
+        assert_int_equal(secclient_relay_send(c, me2, NULL, "f", 1, NULL, NULL), 0);
+        f = fetch_one(c, "f");
+        assert_int_equal(rl.fetch_after[9], e);
+        assert_true(f > e);
+        secclient_free(c);
+
+        relay_stop(&rl);
+        assert_int_equal(rl.n_fetches, 10);
+        pki_done(&pki);
+        explicit_bzero(seed, sizeof seed);
+        explicit_bzero(seed2, sizeof seed2);
 }
 
 static void test_wire_hostile_fetch(void **state) {
@@ -1226,6 +1364,7 @@ int main(void) {
                 cmocka_unit_test(test_bundle_verify),
                 cmocka_unit_test(test_wire_messages),
                 cmocka_unit_test(test_wire_reconnect_registers_again),
+                cmocka_unit_test(test_wire_cursor),
                 cmocka_unit_test(test_wire_hostile_fetch),
                 cmocka_unit_test(test_wire_keys),
         };
