@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * The relay's rows: mailboxes, queued messages and the tombstones that
- * acknowledged messages leave behind for de-duplication. Every query goes
- * through an index (the UNIQUE (sender, client_msg_id) ones for
- * de-duplication, messages(mailbox_id, id) for FETCH, the expiry indexes for
- * the sweep); quotas and stats read the per-mailbox counters that migration
- * 3's triggers keep, never the messages themselves.
+ * The relay's rows: mailboxes, queued messages and their dedup keys
+ * ((sender, client_msg_id) -> server id, written by migration 3's insert
+ * trigger and kept until the message's expiry, acknowledged or not). Every
+ * query goes through an index (dedup's primary key for de-duplication,
+ * messages(mailbox_id, id) for FETCH, dedup's expiry index for the sweep of
+ * both tables); quotas and stats read the per-mailbox counters that
+ * migration 3's triggers keep, never the messages themselves. Per message
+ * the writer runs, for a SEND, the dedup lookup, the counter read and one
+ * INSERT (its trigger adds the dedup row and the counters), for an ACK one
+ * DELETE (its trigger takes the counters down).
  */
 #include <assert.h>
 
@@ -15,10 +19,7 @@ static const char *const relay_statement_sql[_DB_STMT_MAX] = {
         [DB_STMT_MAILBOX_BY_KEY] = "SELECT id, owner FROM mailboxes WHERE identity_key = ?1",
         [DB_STMT_MAILBOX_INSERT] = "INSERT INTO mailboxes(identity_key, owner, created_usec) VALUES (?1, ?2, ?3)",
         [DB_STMT_MAILBOX_USAGE] = "SELECT queued_messages, queued_bytes FROM mailboxes WHERE id = ?1",
-        [DB_STMT_DEDUP_LOOKUP] =
-                "SELECT id, expires_usec, 0 FROM messages WHERE sender = ?1 AND client_msg_id = ?2 "
-                "UNION ALL "
-                "SELECT server_id, expires_usec, 1 FROM tombstones WHERE sender = ?1 AND client_msg_id = ?2",
+        [DB_STMT_DEDUP_LOOKUP] = "SELECT server_id, expires_usec FROM dedup WHERE sender = ?1 AND client_msg_id = ?2",
         [DB_STMT_MESSAGE_DELETE] = "DELETE FROM messages WHERE id = ?1",
         [DB_STMT_MESSAGE_INSERT] =
                 "INSERT INTO messages(mailbox_id, sender, client_msg_id, received_usec, expires_usec, body) "
@@ -26,22 +27,21 @@ static const char *const relay_statement_sql[_DB_STMT_MAX] = {
         [DB_STMT_MESSAGES_FETCH] =
                 "SELECT id, client_msg_id, received_usec, expires_usec, body FROM messages "
                 "WHERE mailbox_id = ?1 AND id > ?4 AND expires_usec > ?2 ORDER BY id LIMIT ?3",
-        /* The WHERE before ON CONFLICT is required by SQLite's grammar for INSERT ... SELECT. */
-        [DB_STMT_MESSAGE_ACK_TOMBSTONE] =
-                "INSERT INTO tombstones(sender, client_msg_id, server_id, mailbox_id, expires_usec) "
-                "SELECT sender, client_msg_id, id, mailbox_id, expires_usec FROM messages "
-                "WHERE id = ?1 AND mailbox_id = ?2 "
-                "ON CONFLICT(sender, client_msg_id) DO UPDATE SET server_id = excluded.server_id, "
-                "mailbox_id = excluded.mailbox_id, expires_usec = excluded.expires_usec",
         [DB_STMT_MESSAGE_ACK_DELETE] = "DELETE FROM messages WHERE id = ?1 AND mailbox_id = ?2",
+        /*
+         * The sweep: the same first limit expired dedup rows (dedup_expires
+         * holds this whole order, so both statements pick the same rows),
+         * first their still queued messages, then the rows themselves.
+         */
         [DB_STMT_MESSAGES_EXPIRE] =
                 "DELETE FROM messages WHERE id IN "
-                "(SELECT id FROM messages WHERE expires_usec <= ?1 ORDER BY expires_usec LIMIT ?2)",
-        [DB_STMT_TOMBSTONE_DELETE] = "DELETE FROM tombstones WHERE sender = ?1 AND client_msg_id = ?2",
-        [DB_STMT_TOMBSTONES_EXPIRE] =
-                "DELETE FROM tombstones WHERE (sender, client_msg_id) IN "
-                "(SELECT sender, client_msg_id FROM tombstones WHERE expires_usec <= ?1 "
-                "ORDER BY expires_usec LIMIT ?2)",
+                "(SELECT server_id FROM dedup WHERE expires_usec <= ?1 "
+                "ORDER BY expires_usec, sender, client_msg_id LIMIT ?2)",
+        [DB_STMT_DEDUP_DELETE] = "DELETE FROM dedup WHERE sender = ?1 AND client_msg_id = ?2",
+        [DB_STMT_DEDUP_EXPIRE] =
+                "DELETE FROM dedup WHERE (sender, client_msg_id) IN "
+                "(SELECT sender, client_msg_id FROM dedup WHERE expires_usec <= ?1 "
+                "ORDER BY expires_usec, sender, client_msg_id LIMIT ?2)",
         /* The oldest queued message is the lowest id: ids are handed out in arrival order. */
         [DB_STMT_RELAY_STATS] =
                 "SELECT count(*), coalesce(sum(queued_messages), 0), coalesce(sum(queued_bytes), 0), "
@@ -193,19 +193,16 @@ int db_mailbox_usage(Db *db, int64_t mailbox_id, uint64_t *ret_messages, uint64_
 }
 
 /*
- * Look (sender, client_msg_id) up among the queued messages and the
- * tombstones. Returns 1 with the server id if a live one is found, 0 if
- * none is. One already expired at now_usec but not swept yet no longer
- * counts: it is deleted here (it is gone for the recipient, and the UNIQUE
- * index would refuse the new copy), inside txn, opened for that if needed.
+ * Look (sender, client_msg_id) up in dedup. Returns 1 with the server id if
+ * a live one is found (the message queued or acknowledged), 0 if none is.
+ * One already expired at now_usec but not swept yet no longer counts: it
+ * and its message, if still queued, are deleted here (it is gone for the
+ * recipient, and the dedup key would refuse the new copy), inside txn,
+ * opened for that if needed.
  */
 static int dedup_lookup(Db *db, DbTxn *txn, const char *sender, const uint8_t client_msg_id[DB_MSG_ID_SIZE],
                         int64_t now_usec, int64_t *ret_server_id) {
-        struct {
-                int64_t id;
-                bool tombstone;
-        } expired[2];
-        size_t n_expired = 0;
+        int64_t expired_id;
         int r, rc;
 
         {
@@ -219,40 +216,36 @@ static int dedup_lookup(Db *db, DbTxn *txn, const char *sender, const uint8_t cl
                         rc = sqlite3_bind_blob(stmt, 2, client_msg_id, DB_MSG_ID_SIZE, SQLITE_STATIC);
                 if (rc != SQLITE_OK)
                         return db_error(db, rc);
-                /* At most one row from each table: both are UNIQUE on (sender, client_msg_id). */
-                for (size_t i = 0; i < ELEMENTSOF(expired); i++) {
-                        rc = sqlite3_step(stmt);
-                        if (rc == SQLITE_DONE)
-                                break;
-                        if (rc != SQLITE_ROW)
-                                return db_error(db, rc);
-                        if (sqlite3_column_int64(stmt, 1) > now_usec) {
-                                *ret_server_id = sqlite3_column_int64(stmt, 0);
-                                return 1;
-                        }
-                        expired[n_expired].id = sqlite3_column_int64(stmt, 0);
-                        expired[n_expired].tombstone = sqlite3_column_int(stmt, 2) != 0;
-                        n_expired++;
+                rc = sqlite3_step(stmt);
+                if (rc == SQLITE_DONE)
+                        return 0;
+                if (rc != SQLITE_ROW)
+                        return db_error(db, rc);
+                if (sqlite3_column_int64(stmt, 1) > now_usec) {
+                        *ret_server_id = sqlite3_column_int64(stmt, 0);
+                        return 1;
                 }
+                expired_id = sqlite3_column_int64(stmt, 0);
         }
 
-        for (size_t i = 0; i < n_expired; i++) {
-                _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
-
-                if (!txn->active) {
-                        r = db_txn_begin(db, txn);
-                        if (r < 0)
-                                return r;
-                }
-                r = relay_stmt(db, expired[i].tombstone ? DB_STMT_TOMBSTONE_DELETE : DB_STMT_MESSAGE_DELETE, &stmt);
+        if (!txn->active) {
+                r = db_txn_begin(db, txn);
                 if (r < 0)
                         return r;
-                if (expired[i].tombstone) {
+        }
+        for (int s = 0; s < 2; s++) {
+                _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
+
+                r = relay_stmt(db, s == 0 ? DB_STMT_MESSAGE_DELETE : DB_STMT_DEDUP_DELETE, &stmt);
+                if (r < 0)
+                        return r;
+                if (s == 0)
+                        rc = sqlite3_bind_int64(stmt, 1, expired_id);
+                else {
                         rc = sqlite3_bind_text(stmt, 1, sender, -1, SQLITE_STATIC);
                         if (rc == SQLITE_OK)
                                 rc = sqlite3_bind_blob(stmt, 2, client_msg_id, DB_MSG_ID_SIZE, SQLITE_STATIC);
-                } else
-                        rc = sqlite3_bind_int64(stmt, 1, expired[i].id);
+                }
                 if (rc != SQLITE_OK)
                         return db_error(db, rc);
                 rc = sqlite3_step(stmt);
@@ -471,28 +464,23 @@ int db_messages_ack(Db *db, int64_t mailbox_id, const int64_t *ids, size_t n, si
         if (r < 0)
                 return r;
 
+        /* One DELETE per id: the message's dedup row stays until its expiry, the trigger keeps the counters. */
         for (size_t i = 0; i < n; i++) {
-                /* Tombstone first: it copies the row the DELETE removes. */
-                static const DbStatement steps[] = { DB_STMT_MESSAGE_ACK_TOMBSTONE, DB_STMT_MESSAGE_ACK_DELETE };
+                _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
+                int rc;
 
-                for (size_t s = 0; s < ELEMENTSOF(steps); s++) {
-                        _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
-                        int rc;
-
-                        r = relay_stmt(db, steps[s], &stmt);
-                        if (r < 0)
-                                return r;
-                        rc = sqlite3_bind_int64(stmt, 1, ids[i]);
-                        if (rc == SQLITE_OK)
-                                rc = sqlite3_bind_int64(stmt, 2, mailbox_id);
-                        if (rc != SQLITE_OK)
-                                return db_error(db, rc);
-                        rc = sqlite3_step(stmt);
-                        if (rc != SQLITE_DONE)
-                                return db_error(db, rc);
-                        if (steps[s] == DB_STMT_MESSAGE_ACK_DELETE)
-                                deleted += (size_t) sqlite3_changes(db->sqlite);
-                }
+                r = relay_stmt(db, DB_STMT_MESSAGE_ACK_DELETE, &stmt);
+                if (r < 0)
+                        return r;
+                rc = sqlite3_bind_int64(stmt, 1, ids[i]);
+                if (rc == SQLITE_OK)
+                        rc = sqlite3_bind_int64(stmt, 2, mailbox_id);
+                if (rc != SQLITE_OK)
+                        return db_error(db, rc);
+                rc = sqlite3_step(stmt);
+                if (rc != SQLITE_DONE)
+                        return db_error(db, rc);
+                deleted += (size_t) sqlite3_changes(db->sqlite);
         }
 
         r = db_txn_commit(&txn);
@@ -522,7 +510,7 @@ int db_messages_expire(Db *db, int64_t now_usec, size_t limit, size_t *ret_delet
                 size_t n;
                 int rc;
 
-                r = relay_stmt(db, s == 0 ? DB_STMT_MESSAGES_EXPIRE : DB_STMT_TOMBSTONES_EXPIRE, &stmt);
+                r = relay_stmt(db, s == 0 ? DB_STMT_MESSAGES_EXPIRE : DB_STMT_DEDUP_EXPIRE, &stmt);
                 if (r < 0)
                         return r;
                 rc = sqlite3_bind_int64(stmt, 1, now_usec);
@@ -538,12 +526,13 @@ int db_messages_expire(Db *db, int64_t now_usec, size_t limit, size_t *ret_delet
                 if (s == 0)
                         deleted = n;
                 /*
-                 * Either table at its limit: more may be waiting. Tombstones
+                 * The dedup rows at their limit: more may be waiting. They
                  * count here even though *ret_deleted leaves them out, or a
                  * relay whose messages are all acknowledged in time would
-                 * never catch up with its tombstones.
+                 * never catch up with its dedup rows. (The messages deleted
+                 * are among those rows' messages, never more.)
                  */
-                if (limit > 0 && n >= limit)
+                if (s == 1 && limit > 0 && n >= limit)
                         more = true;
         }
 

@@ -186,11 +186,52 @@ _Static_assert(DB_PRINCIPAL_MAX == 1024, "migration 3 bounds senders by 1024 byt
  * Relay bookkeeping. Each mailbox carries the count and blob bytes of its
  * queued messages, kept by triggers on every way a message comes and goes
  * (insert, ACK, TTL sweep, cascade from its mailbox), so quota checks and
- * stats read one row instead of scanning messages. Acknowledged messages
- * leave a tombstone (sender, client_msg_id) -> server id until their own
- * expiry, so a resend after a lost reply is recognised, not stored again.
+ * stats read one row instead of scanning messages. Every stored message
+ * records its (sender, client_msg_id) -> server id in dedup when it is
+ * inserted (the same trigger), and that row stays until the message's own
+ * expiry, acknowledged or not: a resend after a lost reply is recognised,
+ * not stored again, and an ACK is one DELETE. dedup's expiry index is also
+ * the TTL sweep's way to the expired messages, so messages keeps a single
+ * secondary index (mailbox_id, id) for FETCH: the table is rebuilt without
+ * its UNIQUE (sender, client_msg_id) and expiry indexes, its AUTOINCREMENT
+ * high-water mark carried over (server ids are never handed out twice).
+ * Not shipped before this version: rewritten in place rather than followed
+ * by a migration 4.
  */
 static const char migration_3_sql[] =
+        "CREATE TABLE messages_new (\n"
+        "  id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "  mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,\n"
+        "  sender TEXT NOT NULL CHECK (length(CAST(sender AS BLOB)) BETWEEN 1 AND 1024),\n"
+        "  client_msg_id BLOB NOT NULL CHECK (length(client_msg_id) = 16),\n"
+        "  received_usec INTEGER NOT NULL CHECK (received_usec >= 0),\n"
+        "  expires_usec INTEGER NOT NULL,\n"
+        "  body BLOB NOT NULL CHECK (length(body) BETWEEN 1 AND 16777216),\n"
+        "  CHECK (expires_usec > received_usec)\n"
+        ") STRICT;\n"
+        "INSERT INTO messages_new(id, mailbox_id, sender, client_msg_id, received_usec, expires_usec, body)\n"
+        "  SELECT id, mailbox_id, sender, client_msg_id, received_usec, expires_usec, body\n"
+        "  FROM messages ORDER BY id;\n"
+        "DELETE FROM sqlite_sequence WHERE name = 'messages_new';\n"
+        "INSERT INTO sqlite_sequence(name, seq)\n"
+        "  SELECT 'messages_new', seq FROM sqlite_sequence WHERE name = 'messages';\n"
+        "DROP TABLE messages;\n"
+        "ALTER TABLE messages_new RENAME TO messages;\n"
+        "CREATE INDEX messages_mailbox ON messages(mailbox_id, id);\n"
+
+        "CREATE TABLE dedup (\n"
+        "  sender TEXT NOT NULL CHECK (length(CAST(sender AS BLOB)) BETWEEN 1 AND 1024),\n"
+        "  client_msg_id BLOB NOT NULL CHECK (length(client_msg_id) = 16),\n"
+        "  server_id INTEGER NOT NULL CHECK (server_id > 0),\n"      /* the message's id, queued or not */
+        "  expires_usec INTEGER NOT NULL,\n"
+        "  PRIMARY KEY (sender, client_msg_id)\n"
+        ") STRICT, WITHOUT ROWID;\n"
+        /* Holds (expires_usec, sender, client_msg_id): the sweep's order. */
+        "CREATE INDEX dedup_expires ON dedup(expires_usec);\n"
+        /* Version 2 had UNIQUE (sender, client_msg_id) on messages: no conflict here. */
+        "INSERT INTO dedup(sender, client_msg_id, server_id, expires_usec)\n"
+        "  SELECT sender, client_msg_id, id, expires_usec FROM messages;\n"
+
         "ALTER TABLE mailboxes ADD COLUMN queued_messages INTEGER NOT NULL DEFAULT 0\n"
         "  CHECK (queued_messages >= 0);\n"
         "ALTER TABLE mailboxes ADD COLUMN queued_bytes INTEGER NOT NULL DEFAULT 0\n"
@@ -201,10 +242,17 @@ static const char migration_3_sql[] =
         "  queued_bytes = (SELECT coalesce(sum(length(m.body)), 0) FROM messages m\n"
         "                  WHERE m.mailbox_id = mailboxes.id);\n"
 
+        /*
+         * The dedup row is part of the INSERT statement: a message can never
+         * be stored without one (the sweep finds messages through it), and a
+         * (sender, client_msg_id) that has one fails the whole INSERT.
+         */
         "CREATE TRIGGER messages_queued_insert AFTER INSERT ON messages BEGIN\n"
         "  UPDATE mailboxes SET queued_messages = queued_messages + 1,\n"
         "                       queued_bytes = queued_bytes + length(NEW.body)\n"
         "  WHERE id = NEW.mailbox_id;\n"
+        "  INSERT INTO dedup(sender, client_msg_id, server_id, expires_usec)\n"
+        "  VALUES (NEW.sender, NEW.client_msg_id, NEW.id, NEW.expires_usec);\n"
         "END;\n"
         /* Fires for cascaded deletes too (foreign key actions run delete triggers). */
         "CREATE TRIGGER messages_queued_delete AFTER DELETE ON messages BEGIN\n"
@@ -212,7 +260,7 @@ static const char migration_3_sql[] =
         "                       queued_bytes = queued_bytes - length(OLD.body)\n"
         "  WHERE id = OLD.mailbox_id;\n"
         "END;\n"
-        /* Nothing updates a queued message today; if something ever does, the counters follow. */
+        /* Nothing updates a queued message today; if something ever does, counters and dedup follow. */
         "CREATE TRIGGER messages_queued_update AFTER UPDATE OF mailbox_id, body ON messages BEGIN\n"
         "  UPDATE mailboxes SET queued_messages = queued_messages - 1,\n"
         "                       queued_bytes = queued_bytes - length(OLD.body)\n"
@@ -221,23 +269,17 @@ static const char migration_3_sql[] =
         "                       queued_bytes = queued_bytes + length(NEW.body)\n"
         "  WHERE id = NEW.mailbox_id;\n"
         "END;\n"
-
-        "CREATE TABLE tombstones (\n"
-        "  sender TEXT NOT NULL CHECK (length(CAST(sender AS BLOB)) BETWEEN 1 AND 1024),\n"
-        "  client_msg_id BLOB NOT NULL CHECK (length(client_msg_id) = 16),\n"
-        "  server_id INTEGER NOT NULL CHECK (server_id > 0),\n"      /* the acknowledged message's id */
-        "  mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,\n"
-        "  expires_usec INTEGER NOT NULL,\n"
-        "  PRIMARY KEY (sender, client_msg_id)\n"
-        ") STRICT, WITHOUT ROWID;\n"
-        "CREATE INDEX tombstones_expires ON tombstones(expires_usec);\n"
-        /* For the cascade when a mailbox goes. */
-        "CREATE INDEX tombstones_mailbox ON tombstones(mailbox_id);\n";
+        "CREATE TRIGGER messages_dedup_update AFTER UPDATE OF id, sender, client_msg_id, expires_usec ON messages\n"
+        "BEGIN\n"
+        "  UPDATE dedup SET sender = NEW.sender, client_msg_id = NEW.client_msg_id, server_id = NEW.id,\n"
+        "                   expires_usec = NEW.expires_usec\n"
+        "  WHERE sender = OLD.sender AND client_msg_id = OLD.client_msg_id;\n"
+        "END;\n";
 
 const DbMigration db_migrations[] = {
         { 1, "initial schema", migration_1_sql },
         { 2, "rules: cert selector", migration_2_sql },
-        { 3, "relay: queue counters, tombstones", migration_3_sql },
+        { 3, "relay: queue counters, dedup keys", migration_3_sql },
 };
 const size_t db_n_migrations = ELEMENTSOF(db_migrations);
 

@@ -237,12 +237,12 @@ typedef struct DbQuota {
  * Store one message for mailbox_id. A message with the same (sender,
  * client_msg_id) already stored, for any mailbox, is not stored again:
  * *ret_duplicate = true and *ret_server_id is the stored one's id. This
- * holds after the message was acknowledged too: db_messages_ack() leaves a
- * tombstone (sender, client_msg_id, server id, expiry) until the message's
- * own expiry, so a sender that resends after a lost reply never makes the
- * recipient see it twice. A stored message or tombstone already expired at
- * received_usec (not swept yet) no longer counts: it is deleted and the new
- * one stored. Otherwise the quota is checked against the
+ * holds after the message was acknowledged too: its dedup key (sender,
+ * client_msg_id) -> (server id, expiry), stored with it, stays until the
+ * message's own expiry, so a sender that resends after a lost reply never
+ * makes the recipient see it twice. A dedup key already expired at
+ * received_usec (not swept yet) no longer counts: it and its message, if
+ * still queued, are deleted and the new one stored. Otherwise the quota is checked against the
  * mailbox's counters: -EDQUOT if this message would exceed it (nothing
  * stored); -ENOENT if there is no such mailbox. size is 1..DB_MESSAGE_MAX,
  * sender 1..DB_PRINCIPAL_MAX bytes, expires_usec > received_usec >= 0
@@ -276,14 +276,15 @@ int db_messages_fetch(Db *db, int64_t mailbox_id, int64_t after_id, int64_t now_
 void db_messages_free(DbMessage *m, size_t n);
 /*
  * Delete those of ids that are queued in mailbox_id (others are ignored),
- * leaving their tombstones; *ret_deleted counts them.
+ * in one DELETE each (their dedup keys stay until the messages' expiry);
+ * *ret_deleted counts them.
  */
 int db_messages_ack(Db *db, int64_t mailbox_id, const int64_t *ids, size_t n, size_t *ret_deleted);
 /*
- * Delete at most limit messages with expires_usec <= now_usec (soonest
- * expiry first), and at most limit expired tombstones; *ret_deleted counts
- * the messages. Returns 1 if either reached limit (call again: more may be
- * waiting, tombstones included), 0 if everything expired is gone.
+ * Delete at most limit dedup keys with expires_usec <= now_usec (soonest
+ * expiry first) and those of their messages that are still queued;
+ * *ret_deleted counts the messages. Returns 1 if limit keys were deleted
+ * (call again: more may be waiting), 0 if everything expired is gone.
  */
 int db_messages_expire(Db *db, int64_t now_usec, size_t limit, size_t *ret_deleted);
 

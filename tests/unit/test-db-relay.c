@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The relay's and key server's rows (db-relay.c, db-keys.c) and migration 3:
- * mailboxes and ownership, messages with de-duplication (tombstones after
- * ACK), quotas, FETCH's count/bytes rule, TTL, counters kept by triggers,
+ * mailboxes and ownership, messages with de-duplication (dedup keys that
+ * outlive the ACK), quotas, FETCH's count/bytes rule, TTL, counters kept by triggers,
  * pre-key publish/bundle, and the query plans (no full scans).
  */
 #include <dirent.h>
@@ -139,6 +139,20 @@ static int64_t count_rows(Db *db, const char *table) {
         return handle_int(db, sql);
 }
 
+/* Dedup keys whose message is gone (acknowledged): what tombstones were. */
+static int64_t count_acked_keys(Db *db) {
+        return handle_int(db, "SELECT count(*) FROM dedup WHERE server_id NOT IN (SELECT id FROM messages)");
+}
+
+/* Every queued message has its dedup key, with its own id and expiry. */
+static void assert_dedup_covers_messages(Db *db) {
+        assert_int_equal(handle_int(db,
+                                    "SELECT count(*) FROM messages m WHERE NOT EXISTS (SELECT 1 FROM dedup d WHERE "
+                                    "d.sender = m.sender AND d.client_msg_id = m.client_msg_id AND "
+                                    "d.server_id = m.id AND d.expires_usec = m.expires_usec)"),
+                         0);
+}
+
 /* Every mailbox's counters equal a recount of its messages. */
 static void assert_counters_recount(Db *db) {
         assert_int_equal(handle_int(db,
@@ -259,10 +273,10 @@ static void test_insert_and_dedup(void **state) {
         assert_true(id3 > id2);
         assert_int_equal(count_rows(f->db, "messages"), 3);
 
-        /* After the ACK a tombstone answers the resend: same id, nothing stored. */
+        /* After the ACK its dedup key answers the resend: same id, nothing stored. */
         assert_int_equal(db_messages_ack(f->db, a, &id1, 1, &deleted), 0);
         assert_int_equal(deleted, 1);
-        assert_int_equal(count_rows(f->db, "tombstones"), 1);
+        assert_int_equal(count_acked_keys(f->db), 1);
         assert_usage(f->db, a, 1, 10);
         dup = false;
         assert_int_equal(msg_put(f->db, a, "uid:9", 1, 100, T0 + 2, T0 + TTL, NULL, &id, &dup), 0);
@@ -276,12 +290,12 @@ static void test_insert_and_dedup(void **state) {
         assert_usage(f->db, b, 1, 10);
         assert_int_equal(count_rows(f->db, "messages"), 2);
 
-        /* Past the original's expiry the tombstone no longer counts: a new message with a new id. */
+        /* Past the original's expiry the dedup key no longer counts: a new message with a new id. */
         dup = true;
         assert_int_equal(msg_put(f->db, a, "uid:9", 1, 100, T0 + TTL, T0 + 2 * TTL, NULL, &id, &dup), 0);
         assert_false(dup);
         assert_true(id > id3);
-        assert_int_equal(count_rows(f->db, "tombstones"), 0);
+        assert_int_equal(count_acked_keys(f->db), 0);
         assert_usage(f->db, a, 2, 110);
 
         /* Likewise an expired message not swept yet is replaced, and the counters follow. */
@@ -603,15 +617,15 @@ static void test_expiry(void **state) {
         assert_int_equal(db_messages_expire(f->db, T0 + 100, 100, &deleted), 0);
         assert_int_equal(deleted, 1);
         assert_usage(f->db, a, 1, 20);
-        assert_int_equal(count_rows(f->db, "tombstones"), 1);
+        assert_int_equal(count_acked_keys(f->db), 1);
 
-        /* The tombstone lives until the acknowledged message's own expiry, then goes. */
+        /* The dedup key lives until the acknowledged message's own expiry, then goes. */
         assert_int_equal(msg_put(f->db, a, "s", 3, 40, T0 + 150, T0 + 1000, NULL, &id, &dup), 0);
         assert_true(dup);
         assert_int_equal(id, id_acked);
         assert_int_equal(db_messages_expire(f->db, T0 + 200, 100, &deleted), 0);
         assert_int_equal(deleted, 0);
-        assert_int_equal(count_rows(f->db, "tombstones"), 0);
+        assert_int_equal(count_acked_keys(f->db), 0);
         assert_int_equal(db_messages_expire(f->db, T0 + 300, 100, &deleted), 0);
         assert_int_equal(deleted, 1);
         assert_usage(f->db, a, 0, 0);
@@ -632,14 +646,14 @@ static void test_expiry(void **state) {
         assert_counters_recount(f->db);
 
         /*
-         * Everything acknowledged in time: no message expires, but tombstones
-         * do, and the sweep says "call again" until they are all gone.
+         * Everything acknowledged in time: no message expires, but dedup
+         * keys do, and the sweep says "call again" until they are all gone.
          */
         for (uint32_t i = 0; i < 7; i++) {
                 assert_int_equal(msg_put(f->db, a, "u", i, 1, T0, T0 + 50, NULL, &id, &dup), 0);
                 assert_int_equal(db_messages_ack(f->db, a, &id, 1, NULL), 0);
         }
-        assert_int_equal(count_rows(f->db, "tombstones"), 7);
+        assert_int_equal(count_acked_keys(f->db), 7);
         {
                 unsigned calls = 0;
                 int r;
@@ -653,7 +667,7 @@ static void test_expiry(void **state) {
                 assert_int_equal(r, 0);
                 assert_int_equal(calls, 3);     /* 3 + 3 + 1 */
         }
-        assert_int_equal(count_rows(f->db, "tombstones"), 0);
+        assert_int_equal(count_acked_keys(f->db), 0);
 }
 
 static void test_ack_own_mailbox(void **state) {
@@ -668,7 +682,7 @@ static void test_ack_own_mailbox(void **state) {
         assert_int_equal(db_messages_ack(f->db, b, &ia, 1, &deleted), 0);
         assert_int_equal(deleted, 0);
         assert_usage(f->db, a, 1, 10);
-        assert_int_equal(count_rows(f->db, "tombstones"), 0);
+        assert_int_equal(count_acked_keys(f->db), 0);
 
         /* Unknown ids are ignored, duplicates count once, other mailboxes' ids are left alone. */
         ids[0] = ia;
@@ -680,8 +694,9 @@ static void test_ack_own_mailbox(void **state) {
         assert_int_equal(deleted, 1);
         assert_usage(f->db, a, 0, 0);
         assert_usage(f->db, b, 1, 20);
-        assert_int_equal(count_rows(f->db, "tombstones"), 1);
-        assert_int_equal(handle_int(f->db, "SELECT server_id FROM tombstones"), ia);
+        assert_int_equal(count_acked_keys(f->db), 1);
+        assert_int_equal(handle_int(f->db, "SELECT server_id FROM dedup WHERE server_id NOT IN (SELECT id FROM messages)"),
+                         ia);
 
         assert_int_equal(db_messages_ack(f->db, a, NULL, 0, &deleted), 0);
         assert_int_equal(deleted, 0);
@@ -708,7 +723,7 @@ static void test_inside_transaction(void **state) {
         assert_int_equal(msg_put(f->db, a, "s", 4, 10, T0, T0 + TTL, NULL, &id, &dup), 0);
         assert_int_equal(db_rollback(f->db), 0);
         assert_usage(f->db, a, 1, 10);
-        assert_int_equal(count_rows(f->db, "tombstones"), 0);
+        assert_int_equal(count_acked_keys(f->db), 0);
         assert_counters_recount(f->db);
 
         /*
@@ -771,15 +786,12 @@ static void test_counters_after_mix(void **state) {
                 } else if (op < 9)
                         assert_true(db_messages_expire(f->db, T0 + round, 7, NULL) >= 0);
                 else if (round % 500 == 0) {
-                        /* A mailbox goes: its messages and tombstones cascade. */
+                        /* A mailbox goes: its messages cascade; their dedup keys stay until expiry. */
                         _cleanup_free_ char *sql = NULL;
 
                         assert_true(asprintf(&sql, "DELETE FROM mailboxes WHERE id = %" PRIi64, box) > 0);
                         handle_exec(f->db, sql);
                         assert_int_equal(handle_int(f->db, "SELECT count(*) FROM messages WHERE mailbox_id "
-                                                           "NOT IN (SELECT id FROM mailboxes)"),
-                                         0);
-                        assert_int_equal(handle_int(f->db, "SELECT count(*) FROM tombstones WHERE mailbox_id "
                                                            "NOT IN (SELECT id FROM mailboxes)"),
                                          0);
                         for (size_t i = 0; i < ELEMENTSOF(boxes); i++)
@@ -790,11 +802,14 @@ static void test_counters_after_mix(void **state) {
                                         boxes[i] = mailbox_new(f->db, (uint8_t) (100 + i + round / 500), owner);
                                 }
                 }
-                if (round % 100 == 0)
+                if (round % 100 == 0) {
                         assert_counters_recount(f->db);
+                        assert_dedup_covers_messages(f->db);
+                }
         }
         assert_counters_recount(f->db);
-        assert_true(count_rows(f->db, "tombstones") > 0);
+        assert_dedup_covers_messages(f->db);
+        assert_true(count_acked_keys(f->db) > 0);
         assert_int_equal(handle_int(f->db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
 }
 
@@ -831,7 +846,7 @@ static void test_relay_stats(void **state) {
         assert_int_equal(db_mailbox_usage(f->db, 999, NULL, NULL), -ENOENT);
 }
 
-/* The schema refuses what the API never writes: negative counters, malformed tombstones. */
+/* The schema refuses what the API never writes: negative counters, malformed or duplicate dedup keys. */
 static void test_schema_checks(void **state) {
         Fixture *f = *state;
         int64_t a = mailbox_new(f->db, 1, "uid:1");
@@ -842,21 +857,32 @@ static void test_schema_checks(void **state) {
                          SQLITE_CONSTRAINT_CHECK);
         assert_int_equal(sqlite3_exec(f->db->sqlite, "UPDATE mailboxes SET queued_bytes = -1", NULL, NULL, NULL),
                          SQLITE_CONSTRAINT_CHECK);
-        assert_true(asprintf(&sql,
-                             "INSERT INTO tombstones(sender, client_msg_id, server_id, mailbox_id, expires_usec) "
-                             "VALUES ('s', x'00', 1, %" PRIi64 ", 5)",
-                             a) > 0);
-        assert_int_equal(sqlite3_exec(f->db->sqlite, sql, NULL, NULL, NULL), SQLITE_CONSTRAINT_CHECK);
         assert_int_equal(sqlite3_exec(f->db->sqlite,
-                                      "INSERT INTO tombstones(sender, client_msg_id, server_id, mailbox_id, expires_usec) "
-                                      "VALUES ('s', zeroblob(16), 1, 987654, 5)",
+                                      "INSERT INTO dedup(sender, client_msg_id, server_id, expires_usec) "
+                                      "VALUES ('s', x'00', 1, 5)",
                                       NULL, NULL, NULL),
-                         SQLITE_CONSTRAINT_FOREIGNKEY);
-        /* A message updated behind our back still keeps the counters right. */
+                         SQLITE_CONSTRAINT_CHECK);
+        assert_int_equal(sqlite3_exec(f->db->sqlite,
+                                      "INSERT INTO dedup(sender, client_msg_id, server_id, expires_usec) "
+                                      "VALUES ('s', zeroblob(16), 0, 5)",
+                                      NULL, NULL, NULL),
+                         SQLITE_CONSTRAINT_CHECK);
+        /* A message updated behind our back still keeps the counters and its dedup key right. */
         (void) msg_put_ok(f->db, a, "s", 1, 10);
         handle_exec(f->db, "UPDATE messages SET body = zeroblob(25)");
         assert_usage(f->db, a, 1, 25);
         assert_counters_recount(f->db);
+        handle_exec(f->db, "UPDATE messages SET expires_usec = expires_usec + 1, client_msg_id = zeroblob(16)");
+        assert_dedup_covers_messages(f->db);
+        assert_int_equal(count_rows(f->db, "dedup"), 1);
+        /* Nor can a raw INSERT store a second message under a live key (it was the UNIQUE index's job). */
+        assert_true(asprintf(&sql,
+                             "INSERT INTO messages(mailbox_id, sender, client_msg_id, received_usec, expires_usec, body) "
+                             "VALUES (%" PRIi64 ", 's', zeroblob(16), 1, 2, x'01')",
+                             a) > 0);
+        assert_int_equal(sqlite3_exec(f->db->sqlite, sql, NULL, NULL, NULL), SQLITE_CONSTRAINT_PRIMARYKEY);
+        assert_usage(f->db, a, 1, 25);
+        assert_int_equal(count_rows(f->db, "messages"), 1);
 }
 
 /* Rows that the schema would refuse (the file changed behind our back) are reported, not trusted. */
@@ -907,7 +933,7 @@ static void test_query_plans(void **state) {
         assert_int_equal(msg_put(f->db, a, "s", 1, 10, T0, T0 + 10, &q, &id, &dup), 0);
         assert_int_equal(msg_put(f->db, a, "s", 1, 10, T0 + 20, T0 + 30, &q, &id, &dup), 0);   /* expired copy */
         assert_int_equal(db_messages_ack(f->db, a, &id, 1, NULL), 0);
-        assert_int_equal(msg_put(f->db, a, "s", 1, 10, T0 + 40, T0 + 50, &q, &id, &dup), 0);   /* expired tombstone */
+        assert_int_equal(msg_put(f->db, a, "s", 1, 10, T0 + 40, T0 + 50, &q, &id, &dup), 0);   /* expired acknowledged key */
         assert_int_equal(db_messages_fetch(f->db, a, 0, T0, 10, 100, &m, &n), 0);
         db_messages_free(m, n);
         assert_int_equal(db_messages_expire(f->db, T0 + 100, 10, NULL), 0);
@@ -953,13 +979,13 @@ static void test_query_plans(void **state) {
                 }
         }
         assert_non_null(f->db->stmts[DB_STMT_MESSAGE_INSERT]);
-        assert_non_null(f->db->stmts[DB_STMT_TOMBSTONE_DELETE]);
+        assert_non_null(f->db->stmts[DB_STMT_DEDUP_DELETE]);
         assert_non_null(f->db->stmts[DB_STMT_MESSAGE_DELETE]);
         assert_non_null(f->db->stmts[DB_STMT_KEYS_OTK_DELETE]);
 
         /* Deleting a mailbox: the foreign-key lookups in the child tables use an index (mailbox_id first). */
         {
-                static const char *const children[] = { "messages", "tombstones", "identity_keys", "signed_prekeys",
+                static const char *const children[] = { "messages", "identity_keys", "signed_prekeys",
                                                         "one_time_prekeys" };
 
                 for (size_t c = 0; c < ELEMENTSOF(children); c++) {
@@ -1008,7 +1034,10 @@ static void test_migration_2_to_3(void **state) {
                  "INSERT INTO messages(mailbox_id, sender, client_msg_id, received_usec, expires_usec, body) VALUES "
                  "  (1, 'uid:7', x'01000000a5a5a5a5a5a5a5a5a5a5a5a5', 10, 4000000000000000, zeroblob(100)),"
                  "  (1, 'uid:7', x'02000000a5a5a5a5a5a5a5a5a5a5a5a5', 11, 4000000000000000, zeroblob(5)),"
-                 "  (2, 'uid:7', x'03000000a5a5a5a5a5a5a5a5a5a5a5a5', 12, 4000000000000000, zeroblob(7));"
+                 "  (2, 'uid:7', x'03000000a5a5a5a5a5a5a5a5a5a5a5a5', 12, 4000000000000000, zeroblob(7)),"
+                 "  (2, 'uid:7', x'09000000a5a5a5a5a5a5a5a5a5a5a5a5', 13, 4000000000000000, zeroblob(9));"
+                 /* Id 4 is retired: the rebuilt table must not hand it out again. */
+                 "DELETE FROM messages WHERE id = 4;"
                  "INSERT INTO identity_keys(mailbox_id, dh_key, signature, published_usec) VALUES "
                  "  (1, zeroblob(32), zeroblob(64), 1);"
                  "INSERT INTO signed_prekeys(mailbox_id, key_id, public_key, signature, published_usec) VALUES "
@@ -1028,8 +1057,14 @@ static void test_migration_2_to_3(void **state) {
         assert_usage(db, box1, 2, 105);
         assert_usage(db, box2, 1, 7);
         assert_usage(db, 3, 0, 0);
+        /* Every old message got its dedup key; the UNIQUE and expiry indexes of version 2 are gone. */
+        assert_dedup_covers_messages(db);
+        assert_int_equal(count_rows(db, "dedup"), 3);
+        assert_int_equal(handle_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND "
+                                        "tbl_name = 'messages'"),
+                         1);
 
-        /* Old rows take part in everything: ownership, dedup, fetch, ack, tombstones. */
+        /* Old rows take part in everything: ownership, dedup, fetch, ack, acknowledged keys. */
         assert_int_equal(db_mailbox_register(db, key, "uid:1000", T0, &id, &created), 0);
         assert_false(created);
         assert_int_equal(db_mailbox_register(db, key, "uid:1001", T0, &id, &created), -EPERM);
@@ -1046,9 +1081,9 @@ static void test_migration_2_to_3(void **state) {
         assert_int_equal(msg_put(db, box1, "uid:7", 1, 100, T0, T0 + TTL, NULL, &id, &dup), 0);
         assert_true(dup);
         assert_int_equal(id, 1);
-        /* AUTOINCREMENT carried on. */
+        /* AUTOINCREMENT carried on past the retired id 4. */
         id = msg_put_ok(db, box2, "uid:7", 4, 3);
-        assert_int_equal(id, 4);
+        assert_int_equal(id, 5);
         assert_usage(db, box1, 1, 5);
         assert_usage(db, box2, 2, 10);
         assert_counters_recount(db);
@@ -1072,7 +1107,7 @@ static void test_migration_2_to_3(void **state) {
         assert_int_equal(db_open(f->path, 0, &db), 0);
         assert_int_equal(handle_int(db, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check <> 'ok'"), 0);
         assert_int_equal(handle_int(db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
-        assert_int_equal(handle_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 3);
+        assert_int_equal(handle_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 4);
         assert_usage(db, box1, 1, 5);
         db_close(db);
 }
