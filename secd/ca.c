@@ -505,6 +505,12 @@ gnutls_certificate_credentials_t tls_credentials_get(const TlsCredentials *t) {
         return t ? t->cred : NULL;
 }
 
+static _Atomic uint64_t ca_credentials_generation_counter = 1;
+
+uint64_t ca_credentials_generation(void) {
+        return ca_credentials_generation_counter;
+}
+
 static int ca_make_credentials(SecdCA *ca) {
         TlsCredentials *t;
         int g;
@@ -528,6 +534,7 @@ static int ca_make_credentials(SecdCA *ca) {
         }
         tls_credentials_unref(ca->credentials);
         ca->credentials = t;
+        ca_credentials_generation_counter++;    /* verdicts remembered by tls.c were made under the old CA/CRL */
         return 0;
 }
 

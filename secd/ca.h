@@ -110,3 +110,9 @@ typedef struct CertIdentity {
  * or more than one.
  */
 int ca_cert_identity(const gnutls_datum_t *der, CertIdentity *ret);
+
+/*
+ * Changes every time new server credentials (CA, server certificate, CRL)
+ * are made: verdicts remembered under older credentials (tls.c) are void.
+ */
+uint64_t ca_credentials_generation(void);

@@ -18,6 +18,105 @@ static gnutls_typed_vdata_st tls_client_purpose[] = {
         { .type = GNUTLS_DT_KEY_PURPOSE_OID, .data = (unsigned char *) GNUTLS_KP_TLS_WWW_CLIENT },
 };
 
+/*
+ * Chain verdicts remembered. A full handshake verifies the client's chain
+ * (the CA's signature over the certificate, its key purpose, its times and
+ * the CRL): one Ed25519 verification and a trust-list walk, ~140 µs, a
+ * quarter of secd's CPU per full handshake (bench/README.md). The verdict
+ * on the signature and the purpose is a function of the certificate's bytes
+ * and the trusted CA alone, so a certificate that verified once under the
+ * same credentials verifies again: its SHA-256 is remembered, with the
+ * validity times, which are checked again on every hit. What changes with
+ * time besides those is revocation, which data.c checks on every handshake
+ * (ca_is_revoked()), full or resumed. The client's CertificateVerify (proof
+ * of its private key) is GnuTLS's on every full handshake, untouched.
+ * New credentials (start, reload, a CRL update: ca.c) forget every verdict:
+ * ca_credentials_generation() changes, so each loop's thread-local cache
+ * follows.
+ */
+#define TLS_VERIFY_CACHE_SIZE 64
+
+typedef struct TlsVerifyCacheEntry {
+        uint8_t digest[SHA256_DIGEST_SIZE];
+        uint64_t generation;
+        uint64_t used;                  /* 0: empty */
+        time_t not_before, not_after;
+} TlsVerifyCacheEntry;
+
+static _Thread_local TlsVerifyCacheEntry tls_verify_cache[TLS_VERIFY_CACHE_SIZE];
+static _Thread_local uint64_t tls_verify_clock;
+
+static void tls_der_digest(const gnutls_datum_t *der, uint8_t digest[SHA256_DIGEST_SIZE]) {
+        struct sha256_ctx ctx;
+
+        sha256_init(&ctx);
+        sha256_update(&ctx, der->size, der->data);
+        sha256_digest(&ctx, SHA256_DIGEST_SIZE, digest);
+}
+
+static bool tls_verify_entry_live(const TlsVerifyCacheEntry *e, uint64_t generation) {
+        return e->used != 0 && e->generation == generation;
+}
+
+static const char *tls_status_reason(unsigned status);
+
+/* Installed per session: 0 lets the handshake go on, anything else ends it with an alert. */
+static int tls_verify_peer(gnutls_session_t session) {
+        uint8_t digest[SHA256_DIGEST_SIZE];
+        uint64_t generation = ca_credentials_generation();
+        const gnutls_datum_t *peers;
+        TlsVerifyCacheEntry *victim = NULL;
+        gnutls_x509_crt_t crt = NULL;
+        unsigned n = 0, status = 0;
+        time_t now = time(NULL), nb, na;
+        int r;
+
+        peers = gnutls_certificate_get_peers(session, &n);
+        if (!peers || n == 0)
+                return GNUTLS_E_NO_CERTIFICATE_FOUND;
+        tls_der_digest(&peers[0], digest);
+
+        for (size_t i = 0; i < TLS_VERIFY_CACHE_SIZE; i++) {
+                TlsVerifyCacheEntry *e = &tls_verify_cache[i];
+
+                if (e->used != 0 && e->generation == generation && memcmp(e->digest, digest, sizeof digest) == 0) {
+                        if (now < e->not_before || now > e->not_after)
+                                break;  /* verify again: GnuTLS names the reason */
+                        e->used = ++tls_verify_clock;
+                        return 0;
+                }
+                /* The victim: an empty or outdated entry, else the least recently used. */
+                if (!victim || (tls_verify_entry_live(victim, generation) &&
+                                (!tls_verify_entry_live(e, generation) || e->used < victim->used)))
+                        victim = e;
+        }
+
+        r = gnutls_certificate_verify_peers(session, tls_client_purpose, ELEMENTSOF(tls_client_purpose), &status);
+        if (r < 0)
+                return r;
+        if (status != 0) {
+                log_debug("TLS: %s (verification status 0x%x).", tls_status_reason(status), status);
+                return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
+        }
+
+        /* Remember it, with its validity times (checked again on every hit). */
+        if (gnutls_x509_crt_init(&crt) < 0)
+                return 0;
+        if (gnutls_x509_crt_import(crt, &peers[0], GNUTLS_X509_FMT_DER) >= 0) {
+                nb = gnutls_x509_crt_get_activation_time(crt);
+                na = gnutls_x509_crt_get_expiration_time(crt);
+                if (nb != (time_t) -1 && na != (time_t) -1) {
+                        memcpy(victim->digest, digest, sizeof digest);
+                        victim->generation = generation;
+                        victim->not_before = nb;
+                        victim->not_after = na;
+                        victim->used = ++tls_verify_clock;
+                }
+        }
+        gnutls_x509_crt_deinit(crt);
+        return 0;
+}
+
 int tls_error_to_errno(int e) {
         switch (e) {
         case GNUTLS_E_SUCCESS:
@@ -130,11 +229,12 @@ int tls_session_new(TlsServer *s, gnutls_certificate_credentials_t creds, int fd
                 goto fail;
         gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);
         /*
-         * The chain, its times and the TLS client purpose, checked inside the handshake:
-         * a bad certificate ends it with an alert. tls_session_peer_identity() reads the
-         * verdict (resumed sessions carry no certificate message; see there).
+         * The chain, its times and the TLS client purpose, checked inside the handshake
+         * (tls_verify_peer(): GnuTLS's verification, or its remembered verdict for these
+         * very bytes under these credentials): a bad certificate ends it with an alert.
+         * Resumed sessions carry no certificate message; see tls_session_peer_identity().
          */
-        gnutls_session_set_verify_cert2(session, tls_client_purpose, ELEMENTSOF(tls_client_purpose), 0);
+        gnutls_session_set_verify_function(session, tls_verify_peer);
         gnutls_db_set_cache_expiration(session, TLS_TICKET_LIFETIME_SEC);
         r = gnutls_session_ticket_enable_server(session, &s->ticket_key);
         if (r < 0)
@@ -218,7 +318,7 @@ int tls_session_peer_identity(gnutls_session_t s, CertIdentity *ret, const char 
         const gnutls_datum_t *peers;
         bool resumed = gnutls_session_is_resumed(s);
         CertIdentity id;
-        unsigned n = 0, status;
+        unsigned n = 0;
         int r;
 
         if (gnutls_certificate_type_get2(s, GNUTLS_CTYPE_CLIENT) != GNUTLS_CRT_X509) {
@@ -230,21 +330,12 @@ int tls_session_peer_identity(gnutls_session_t s, CertIdentity *ret, const char 
                 *ret_reason = "no client certificate";
                 return -EPERM;
         }
-        if (!resumed) {
-                /*
-                 * Full handshake: GnuTLS verified the chain against the CA, the validity
-                 * times and the TLS client purpose inside the handshake
-                 * (gnutls_session_set_verify_cert2() in tls_session_new()), and a failure
-                 * ended it with an alert. Read that verdict instead of verifying the chain
-                 * a second time (one more signature check and trust-list walk, ~130 µs per
-                 * connection: bench/README.md).
-                 */
-                status = gnutls_session_get_verify_cert_status(s);
-                if (status != 0) {
-                        *ret_reason = tls_status_reason(status);
-                        return -EPERM;
-                }
-        }
+        /*
+         * Full handshake: the chain against the CA, the validity times and the TLS
+         * client purpose were checked inside the handshake (tls_verify_peer()), and a
+         * failure ended it with an alert: a completed handshake passed. Not verified a
+         * second time (one more signature check and trust-list walk per connection).
+         */
         r = tls_cert_identity_cached(&peers[0], &id);
         if (r < 0) {
                 *ret_reason = "client certificate carries no secd identity";
