@@ -83,6 +83,7 @@ static int keys_publish(RelaySession *s, const FrameHeader *h, const uint8_t *pa
         j->base.request_id = h->request_id;
         j->mailbox_id = s->mailbox_id;
         j->now_usec = (int64_t) now_usec(CLOCK_REALTIME);
+        j->base.bytes = sizeof *j;      /* 7.5 KiB: held to the in-flight budgets like a SEND's blob */
         for (size_t i = 0; i < j->pub.n_otks; i++) {
                 j->otks[i].id = j->pub.otks[i].id;
                 memcpy(j->otks[i].key, j->pub.otks[i].key, sizeof j->otks[i].key);
@@ -234,6 +235,8 @@ static int keys_count(RelaySession *s, const FrameHeader *h, const uint8_t *payl
                 return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_NOT_REGISTERED, "REGISTER first");
         if (relay_count_request_parse(payload, h->length) < 0)
                 return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_BAD_PAYLOAD, "malformed KEYS_COUNT");
+        if (!relay_work_allowed(s, h->type, h->request_id, 1))
+                return 0;
 
         j = calloc(1, sizeof *j);
         if (!j)

@@ -30,6 +30,18 @@
  */
 #define RELAY_VERIFY_INTERVAL_USEC (UINT64_C(1000000) / 500)
 #define RELAY_VERIFY_BURST 1000
+/*
+ * Store work one principal may ask for with FETCH, ACK and KEYS_COUNT
+ * (SEND and KEYS_BUNDLE have rates of their own): every request costs a
+ * token, an ACK one more per RELAY_WORK_ACK_IDS ids. The writer is one
+ * thread shared by everybody: without this, one principal with many
+ * connections could keep it busy with ACKs of made-up ids and stall every
+ * other client's durable replies. Far above what a real consumer needs
+ * (the relay bench's consumers use a few hundred per second).
+ */
+#define RELAY_WORK_INTERVAL_USEC (UINT64_C(1000000) / 5000)
+#define RELAY_WORK_BURST 10000
+#define RELAY_WORK_ACK_IDS 64
 /* Hash buckets of the consumer map (DATA_CONNECTIONS_MAX is 4096). */
 #define RELAY_CONSUMER_BUCKETS 4096
 /* The expiry sweep deletes this many per job, and at most this many jobs per run. */
@@ -89,7 +101,7 @@ struct Relay {
         Manager *manager;
         RelaySession *consumers[RELAY_CONSUMER_BUCKETS];
         uint8_t hash_key[16];
-        RelayRateTable *send_sender, *send_recipient, *bundle_requester, *bundle_pair, *verify;
+        RelayRateTable *send_sender, *send_recipient, *bundle_requester, *bundle_pair, *verify, *work;
         sd_event_source *sweep_timer;
         bool sweep_running;
         unsigned sweep_chunks;
@@ -136,6 +148,8 @@ int relay_rate_check2(RelayRateTable *a, const void *ka, size_t la, const RelayR
 
 /* May this connection's principal have its signatures checked now? If not: refused (RATE_LIMITED), false. */
 bool relay_verify_allowed(RelaySession *s, uint8_t type, uint32_t request_id);
+/* Take cost store-work tokens of this principal, or answer RATE_LIMITED (false). */
+bool relay_work_allowed(RelaySession *s, uint8_t type, uint32_t request_id, unsigned cost);
 
 /* keys.c: KEYS_PUBLISH, KEYS_BUNDLE, KEYS_COUNT. */
 void keys_handle_frame(RelaySession *s, const FrameHeader *h, const uint8_t *payload);

@@ -177,6 +177,21 @@ bool relay_verify_allowed(RelaySession *s, uint8_t type, uint32_t request_id) {
         return false;
 }
 
+bool relay_work_allowed(RelaySession *s, uint8_t type, uint32_t request_id, unsigned cost) {
+        const RelayRate rate = { .interval_usec = RELAY_WORK_INTERVAL_USEC, .burst = RELAY_WORK_BURST };
+        uint64_t now = now_usec(CLOCK_MONOTONIC);
+        int r = 1;
+
+        /* One token per check: cost checks (a refused one takes nothing; those taken stay taken). */
+        for (unsigned i = 0; i < cost && r > 0; i++)
+                r = relay_rate_check(s->relay->work, s->principal, strlen(s->principal), &rate, now, true, NULL);
+        if (r > 0)
+                return true;
+        relay_refuse(s, type, request_id, r < 0 ? FRAME_ERROR_INTERNAL : FRAME_ERROR_RATE_LIMITED,
+                     r < 0 ? "out of memory" : "too many store requests for this identity, retry later");
+        return false;
+}
+
 /* The consumer map: mailbox key -> the connection registered (or registering) for it. */
 
 static size_t relay_consumer_bucket(Relay *r, const uint8_t key[RELAY_KEY_SIZE]) {
@@ -614,6 +629,7 @@ static int relay_fetch_start(RelaySession *s) {
         j->now_usec = (int64_t) now_usec(CLOCK_REALTIME);
         j->max_count = s->fetch.max_count;
         j->max_bytes = s->fetch.max_bytes;
+        j->base.bytes = s->fetch.max_bytes;
         /* The re-run of a waiting FETCH is the same request: not held to the in-flight bound again. */
         r = relay_job_queue(s->relay, s, &j->base);
         if (r < 0) {
@@ -638,12 +654,14 @@ static int relay_fetch(RelaySession *s, const FrameHeader *h, const uint8_t *pay
         if (s->fetch_running || s->fetch_parked)
                 return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_BUSY,
                                     "a FETCH of this connection is already waiting");
-        if (!relay_session_has_room(s, 0))
-                return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_BUSY, "too many requests in flight");
-
         relay_fetch_clamp(req.max_count, req.max_bytes, req.wait_ms, DB_FETCH_MAX,
                           MIN(c->frame_payload_max, (uint64_t) FRAME_PAYLOAD_MAX_HARD), c->relay_fetch_wait_max,
                           &s->fetch);
+        /* What the reply may hold is held in memory until it is sent: it counts against the budgets. */
+        if (!relay_session_has_room(s, s->fetch.max_bytes))
+                return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_BUSY, "too many requests in flight");
+        if (!relay_work_allowed(s, h->type, h->request_id, 1))
+                return 0;
         s->fetch_request_id = h->request_id;
         /* Server ids are SQLite rowids (<= INT64_MAX): a cursor above that matches nothing, as INT64_MAX does. */
         s->fetch_after_id = req.after_id > (uint64_t) INT64_MAX ? INT64_MAX : (int64_t) req.after_id;
@@ -830,6 +848,8 @@ static int relay_ack(RelaySession *s, const FrameHeader *h, const uint8_t *paylo
                 return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_NOT_REGISTERED, "REGISTER first");
         if (relay_ack_parse(payload, h->length, &ids, &n) < 0 || n == 0 || n > RELAY_ACK_MAX)
                 return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_BAD_PAYLOAD, "malformed ACK");
+        if (!relay_work_allowed(s, h->type, h->request_id, 1 + (unsigned) (n / RELAY_WORK_ACK_IDS)))
+                return 0;
 
         j = calloc(1, sizeof *j + n * sizeof j->ids[0]);
         if (!j)
@@ -840,6 +860,7 @@ static int relay_ack(RelaySession *s, const FrameHeader *h, const uint8_t *paylo
         j->base.request_id = h->request_id;
         j->mailbox_id = s->mailbox_id;
         j->n_ids = n;
+        j->base.bytes = sizeof *j + n * sizeof j->ids[0];
         /* Ids above INT64_MAX were never handed out; as negative values they match nothing. */
         for (size_t i = 0; i < n; i++)
                 j->ids[i] = (int64_t) ids[i];
@@ -945,6 +966,8 @@ int relay_new(Manager *m, Relay **ret) {
                 r = relay_rate_table_new(RELAY_RATE_TABLE_ENTRIES, &relay->bundle_pair);
         if (r >= 0)
                 r = relay_rate_table_new(RELAY_RATE_TABLE_ENTRIES, &relay->verify);
+        if (r >= 0)
+                r = relay_rate_table_new(RELAY_RATE_TABLE_ENTRIES, &relay->work);
         if (r < 0)
                 return r;
         /* The first sweep soon after start: messages may have expired while secd was down. */
@@ -966,6 +989,7 @@ Relay *relay_free(Relay *relay) {
         relay_rate_table_free(relay->bundle_requester);
         relay_rate_table_free(relay->bundle_pair);
         relay_rate_table_free(relay->verify);
+        relay_rate_table_free(relay->work);
         free(relay);
         return NULL;
 }
