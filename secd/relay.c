@@ -874,7 +874,7 @@ typedef struct SweepJob {
         RelayJob base;
         int64_t now_usec;
         size_t deleted;
-        bool more;              /* db_messages_expire() hit its limit (messages or tombstones) */
+        bool more;              /* db_messages_expire() hit its limit (messages or dedup keys) */
 } SweepJob;
 
 static int relay_sweep_submit(Relay *relay);
