@@ -715,8 +715,13 @@ static int verb_send(Context *ctx) {
                 if (secclient_ping(c, NULL, 0) < 0)
                         (void) secclient_connect(c);
         }
-        if (r < 0)
-                return secd_error(c, r, "cannot send the message");
+        if (r < 0) {
+                r = secd_error(c, r, "cannot send the message");
+                if (r == EXIT_NOT_FOUND)
+                        fputs("secmsg: a mailbox exists once its owner ran 'secmsg recv' or 'secmsg keys publish'.\n",
+                              stderr);
+                return r;
+        }
         printf("%" PRIu64 "\n", server_id);
         return stdout_finish();
 }
