@@ -19,6 +19,7 @@ static const char *const relay_statement_sql[_DB_STMT_MAX] = {
         [DB_STMT_MAILBOX_BY_KEY] = "SELECT id, owner FROM mailboxes WHERE identity_key = ?1",
         [DB_STMT_MAILBOX_INSERT] = "INSERT INTO mailboxes(identity_key, owner, created_usec) VALUES (?1, ?2, ?3)",
         [DB_STMT_MAILBOX_USAGE] = "SELECT queued_messages, queued_bytes FROM mailboxes WHERE id = ?1",
+        [DB_STMT_MAILBOXES_OWNED] = "SELECT count(*) FROM mailboxes WHERE owner = ?1",
         [DB_STMT_DEDUP_LOOKUP] = "SELECT server_id, expires_usec FROM dedup WHERE sender = ?1 AND client_msg_id = ?2",
         [DB_STMT_MESSAGE_DELETE] = "DELETE FROM messages WHERE id = ?1",
         [DB_STMT_MESSAGE_INSERT] =
@@ -119,6 +120,25 @@ int db_mailbox_register(Db *db, const uint8_t key[DB_MAILBOX_KEY_SIZE], const ch
                 *ret_id = id;
         if (ret_created)
                 *ret_created = created;
+        return 0;
+}
+
+int db_mailboxes_owned(Db *db, const char *owner, uint64_t *ret) {
+        _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
+        int r, rc;
+
+        if (!db || !owner || !ret)
+                return -EINVAL;
+        r = relay_stmt(db, DB_STMT_MAILBOXES_OWNED, &stmt);
+        if (r < 0)
+                return r;
+        rc = sqlite3_bind_text(stmt, 1, owner, -1, SQLITE_STATIC);
+        if (rc != SQLITE_OK)
+                return db_error(db, rc);
+        rc = sqlite3_step(stmt);
+        if (rc != SQLITE_ROW)
+                return db_error(db, rc == SQLITE_DONE ? SQLITE_INTERNAL : rc);
+        *ret = (uint64_t) sqlite3_column_int64(stmt, 0);
         return 0;
 }
 

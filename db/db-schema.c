@@ -232,6 +232,8 @@ static const char migration_3_sql[] =
         "INSERT INTO dedup(sender, client_msg_id, server_id, expires_usec)\n"
         "  SELECT sender, client_msg_id, id, expires_usec FROM messages;\n"
 
+        /* secd caps the mailboxes one principal owns (relay_mailboxes_per_owner): counted through this. */
+        "CREATE INDEX mailboxes_owner ON mailboxes(owner);\n"
         "ALTER TABLE mailboxes ADD COLUMN queued_messages INTEGER NOT NULL DEFAULT 0\n"
         "  CHECK (queued_messages >= 0);\n"
         "ALTER TABLE mailboxes ADD COLUMN queued_bytes INTEGER NOT NULL DEFAULT 0\n"

@@ -225,6 +225,8 @@ int db_revocations_list(Db *db, int64_t not_after_min_sec, DbRevocation **ret, s
  */
 int db_mailbox_register(Db *db, const uint8_t key[DB_MAILBOX_KEY_SIZE], const char *owner,
                         int64_t now_usec, int64_t *ret_id, bool *ret_created);
+/* How many mailboxes owner owns (through the owner index). */
+int db_mailboxes_owned(Db *db, const char *owner, uint64_t *ret);
 /* The mailbox id of key; -ENOENT if nobody registered it. ret_owner (malloc'd) may be NULL. */
 int db_mailbox_lookup(Db *db, const uint8_t key[DB_MAILBOX_KEY_SIZE], int64_t *ret_id, char **ret_owner);
 

@@ -84,6 +84,8 @@ static const ConfigKey config_keys[] = {
           CONFIG_DURATION, offsetof(Config, relay_ttl), false, 60 * USEC_PER_SEC, 3650 * 24 * 3600 * USEC_PER_SEC },
         { { "relay_mailbox_max_messages", "N", "Messages queued in one mailbox; more are refused (QUOTA_EXCEEDED)" },
           CONFIG_COUNT, offsetof(Config, relay_mailbox_max_messages), false, 1, UINT64_C(1000000000) },
+        { { "relay_mailboxes_per_owner", "N", "Mailboxes one certificate identity may own; more REGISTERs are refused (QUOTA_EXCEEDED)" },
+          CONFIG_COUNT, offsetof(Config, relay_mailboxes_per_owner), false, 1, UINT64_C(1000000) },
         { { "relay_mailbox_max_bytes", "SIZE", "Message bytes queued in one mailbox; more are refused (QUOTA_EXCEEDED)" },
           CONFIG_SIZE, offsetof(Config, relay_mailbox_max_bytes), false, 1024, UINT64_C(1) << 40 },
         { { "relay_send_rate", "RATE", "SENDs per sender identity, e.g. 1000/s, 60/min, or off" },
@@ -170,6 +172,7 @@ int config_init(Config *c) {
                 .relay_message_max = 96 * 1024,
                 .relay_ttl = 30 * 24 * 3600 * USEC_PER_SEC,
                 .relay_mailbox_max_messages = 10000,
+                .relay_mailboxes_per_owner = 64,
                 .relay_mailbox_max_bytes = UINT64_C(256) << 20,
                 .relay_send_rate = USEC_PER_SEC / 1000,         /* 1000/s */
                 .relay_send_burst = 1000,

@@ -44,6 +44,7 @@ typedef struct Config {
         bool relay_message_max_set;     /* configured, not the default (config_check()) */
         uint64_t relay_ttl;             /* usec a message is kept undelivered */
         uint64_t relay_mailbox_max_messages; /* queued per mailbox */
+        uint64_t relay_mailboxes_per_owner;  /* mailboxes one principal may own */
         uint64_t relay_mailbox_max_bytes;    /* queued blob bytes per mailbox */
         uint64_t relay_send_rate;       /* per sender principal */
         uint64_t relay_send_burst;

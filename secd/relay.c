@@ -354,13 +354,26 @@ typedef struct RegisterJob {
         uint8_t key[RELAY_KEY_SIZE];
         char owner[RELAY_PRINCIPAL_MAX];
         int64_t now_usec;
+        uint64_t max_owned;
         int64_t mailbox_id;
         bool created;
 } RegisterJob;
 
 static int relay_register_run(Db *db, RelayJob *base) {
         RegisterJob *j = (RegisterJob *) base;
+        uint64_t owned;
+        int r;
 
+        /* A new mailbox only while its owner holds fewer than relay_mailboxes_per_owner (one writer: no race). */
+        r = db_mailbox_lookup(db, j->key, NULL, NULL);
+        if (r == -ENOENT) {
+                r = db_mailboxes_owned(db, j->owner, &owned);
+                if (r < 0)
+                        return r;
+                if (owned >= j->max_owned)
+                        return -EDQUOT;
+        } else if (r < 0)
+                return r;
         return db_mailbox_register(db, j->key, j->owner, j->now_usec, &j->mailbox_id, &j->created);
 }
 
@@ -379,6 +392,9 @@ static void relay_register_done(RelayJob *base, int r) {
                 if (r == -EPERM)
                         relay_refuse(s, base->type, base->request_id, FRAME_ERROR_NOT_OWNER,
                                      "the mailbox belongs to another certificate identity");
+                else if (r == -EDQUOT)
+                        relay_refuse(s, base->type, base->request_id, FRAME_ERROR_QUOTA_EXCEEDED,
+                                     "this identity owns relay_mailboxes_per_owner mailboxes already");
                 else
                         relay_internal_error(s, base->type, base->request_id, r);
                 return;
@@ -468,6 +484,7 @@ static int relay_register(RelaySession *s, const FrameHeader *h, const uint8_t *
         memcpy(j->key, req.key, RELAY_KEY_SIZE);
         memcpy(j->owner, s->principal, sizeof j->owner);
         j->now_usec = (int64_t) now_usec(CLOCK_REALTIME);
+        j->max_owned = relay_config(s->relay)->relay_mailboxes_per_owner;
 
         memcpy(s->key, req.key, RELAY_KEY_SIZE);
         relay_consumer_add(s);

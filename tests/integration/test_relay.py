@@ -655,6 +655,33 @@ class RelayConcurrentQuotaTest(RelayTestCase):
         self.assertEqual(sorted(m["id"] for m in got), sorted(i for r in results for i in r["ids"]))
 
 
+class RelayMailboxesPerOwnerTest(RelayTestCase):
+    secd_extra_args = ("--relay-mailboxes-per-owner", "2")
+
+    def test_one_identity_owns_a_bounded_number_of_mailboxes(self):
+        # Each mailbox may hold its quota: without a cap on mailboxes per identity one
+        # principal could make secd store without bound.
+        self.allow_nobody()
+        a, b, c = self.identity("a"), self.identity("b"), self.identity("c")
+        for ident in (a, b):
+            t = self.tool(name=f"reg-{ident.hex[:6]}")
+            t.cmd(f"register {ident.arg}", ok=True)
+            t.close()
+        t = self.tool(name="third")
+        self.assertEqual(t.cmd(f"register {c.arg}", ok=False)["error"], "EDQUOT")
+        k = t.cmd("tls-open", ok=True)["k"]
+        self.assert_code(t.cmd(f"tls-register {k} {c.arg}"), ERR_QUOTA_EXCEEDED, "a third mailbox")
+        # The mailboxes it owns stay usable, and the connection goes on.
+        t.cmd(f"register {a.arg}", ok=True)
+        t.cmd(f"send {a.hex} - 6f6b", ok=True)
+        # Another identity is not limited by this one's mailboxes.
+        n = self.tool(uid=NOBODY_UID, name="nobody")
+        n.cmd(f"register {self.identity('n', uid=NOBODY_UID).arg}", ok=True)
+        st = self.secctl_json("status")["relay"]
+        self.assertEqual(st["mailboxes"], 3, st)
+        self.assertGreaterEqual(st["refused"]["quota_exceeded"], 2, st)
+
+
 class RelaySendRateTest(RelayTestCase):
     secd_extra_args = ("--relay-send-rate", "1/min", "--relay-send-burst", "3")
 

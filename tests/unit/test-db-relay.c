@@ -239,6 +239,23 @@ static void test_register_and_lookup(void **state) {
         assert_int_equal(db_mailbox_register(NULL, key, "uid:1000", T0, &id2, &created), -EINVAL);
         assert_int_equal(db_mailbox_lookup(f->db, NULL, &looked, NULL), -EINVAL);
         assert_int_equal(count_rows(f->db, "mailboxes"), 2);
+
+        /* Mailboxes per owner (secd caps them): only the owner's count, exact owner strings. */
+        {
+                uint8_t third[DB_MAILBOX_KEY_SIZE];
+                uint64_t owned = 99;
+
+                key_make(third, 3);
+
+                assert_int_equal(db_mailboxes_owned(f->db, "uid:1000", &owned), 0);
+                assert_int_equal(owned, 1);
+                assert_int_equal(db_mailbox_register(f->db, third, "uid:1000", T0, NULL, NULL), 0);
+                assert_int_equal(db_mailboxes_owned(f->db, "uid:1000", &owned), 0);
+                assert_int_equal(owned, 2);
+                assert_int_equal(db_mailboxes_owned(f->db, "uid:100", &owned), 0);
+                assert_int_equal(owned, 0);
+                assert_int_equal(db_mailboxes_owned(f->db, NULL, &owned), -EINVAL);
+        }
 }
 
 /* ---- messages ---- */
