@@ -108,6 +108,10 @@ static const ConfigKey config_keys[] = {
           CONFIG_RATE, offsetof(Config, keys_bundle_target_rate), false, 0, 0 },
         { { "keys_bundle_target_burst", "N", "KEYS_BUNDLE requests for one mailbox at once above keys_bundle_target_rate" },
           CONFIG_COUNT, offsetof(Config, keys_bundle_target_burst), false, 1, 1000000 },
+        { { "keys_bundle_mailbox_rate", "RATE", "KEYS_BUNDLE requests for one mailbox from all requesters together, or off" },
+          CONFIG_RATE, offsetof(Config, keys_bundle_mailbox_rate), false, 0, 0 },
+        { { "keys_bundle_mailbox_burst", "N", "KEYS_BUNDLE requests for one mailbox at once above keys_bundle_mailbox_rate" },
+          CONFIG_COUNT, offsetof(Config, keys_bundle_mailbox_burst), false, 1, 1000000 },
         { { "log_level", "LEVEL", "debug, info, notice, warning or err" },
           CONFIG_LOG_LEVEL, offsetof(Config, log_level), false, 0, 0 },
 };
@@ -184,6 +188,8 @@ int config_init(Config *c) {
                 .keys_bundle_burst = 50,
                 .keys_bundle_target_rate = 6 * USEC_PER_SEC,    /* 10/min */
                 .keys_bundle_target_burst = 5,
+                .keys_bundle_mailbox_rate = USEC_PER_SEC,       /* 60/min */
+                .keys_bundle_mailbox_burst = 30,
                 .log_level = LOG_INFO,
         };
         c->state_dir = strdup(SECD_STATE_DIR_DEFAULT);

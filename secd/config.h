@@ -56,6 +56,8 @@ typedef struct Config {
         uint64_t keys_bundle_burst;
         uint64_t keys_bundle_target_rate; /* KEYS_BUNDLE per (requester, mailbox) */
         uint64_t keys_bundle_target_burst;
+        uint64_t keys_bundle_mailbox_rate; /* KEYS_BUNDLE per mailbox, all requesters together */
+        uint64_t keys_bundle_mailbox_burst;
         int log_level;                  /* LOG_* */
 } Config;
 

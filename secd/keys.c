@@ -161,7 +161,8 @@ static void keys_bundle_done(RelayJob *base, int r) {
 static int keys_bundle(RelaySession *s, const FrameHeader *h, const uint8_t *payload) {
         const Config *c = &s->relay->manager->config;
         RelayRate per_requester = { c->keys_bundle_rate, c->keys_bundle_burst },
-                  per_target = { c->keys_bundle_target_rate, c->keys_bundle_target_burst };
+                  per_target = { c->keys_bundle_target_rate, c->keys_bundle_target_burst },
+                  per_mailbox = { c->keys_bundle_mailbox_rate, c->keys_bundle_mailbox_burst };
         uint8_t mailbox[RELAY_KEY_SIZE], pair[RELAY_PRINCIPAL_MAX + 1 + RELAY_KEY_SIZE];
         size_t plen = strlen(s->principal);
         uint64_t retry = 0;
@@ -177,8 +178,20 @@ static int keys_bundle(RelaySession *s, const FrameHeader *h, const uint8_t *pay
         memcpy(pair, s->principal, plen);
         pair[plen] = 0;
         memcpy(pair + plen + 1, mailbox, RELAY_KEY_SIZE);
-        r = relay_rate_check2(s->relay->bundle_requester, s->principal, plen, &per_requester, s->relay->bundle_pair,
-                              pair, plen + 1 + RELAY_KEY_SIZE, &per_target, &retry);
+        /*
+         * Three limits: this requester, this requester for this mailbox, and this mailbox
+         * from everybody (many identities together must not drain it either). The last is
+         * looked at first and taken only when the other two allow the request, so a refused
+         * request uses up none of them.
+         */
+        r = relay_rate_check(s->relay->bundle_mailbox, mailbox, RELAY_KEY_SIZE, &per_mailbox,
+                             now_usec(CLOCK_MONOTONIC), false, &retry);
+        if (r > 0)
+                r = relay_rate_check2(s->relay->bundle_requester, s->principal, plen, &per_requester,
+                                      s->relay->bundle_pair, pair, plen + 1 + RELAY_KEY_SIZE, &per_target, &retry);
+        if (r > 0)
+                r = relay_rate_check(s->relay->bundle_mailbox, mailbox, RELAY_KEY_SIZE, &per_mailbox,
+                                     now_usec(CLOCK_MONOTONIC), true, NULL);
         if (r < 0)
                 return relay_refuse(s, h->type, h->request_id, FRAME_ERROR_INTERNAL, "out of memory");
         if (r == 0) {

@@ -101,7 +101,7 @@ struct Relay {
         Manager *manager;
         RelaySession *consumers[RELAY_CONSUMER_BUCKETS];
         uint8_t hash_key[16];
-        RelayRateTable *send_sender, *send_recipient, *bundle_requester, *bundle_pair, *verify, *work;
+        RelayRateTable *send_sender, *send_recipient, *bundle_requester, *bundle_pair, *bundle_mailbox, *verify, *work;
         sd_event_source *sweep_timer;
         bool sweep_running;
         unsigned sweep_chunks;

@@ -985,6 +985,8 @@ int relay_new(Manager *m, Relay **ret) {
                 r = relay_rate_table_new(RELAY_RATE_TABLE_ENTRIES, &relay->verify);
         if (r >= 0)
                 r = relay_rate_table_new(RELAY_RATE_TABLE_ENTRIES, &relay->work);
+        if (r >= 0)
+                r = relay_rate_table_new(RELAY_RATE_TABLE_ENTRIES, &relay->bundle_mailbox);
         if (r < 0)
                 return r;
         /* The first sweep soon after start: messages may have expired while secd was down. */
@@ -1007,6 +1009,7 @@ Relay *relay_free(Relay *relay) {
         relay_rate_table_free(relay->bundle_pair);
         relay_rate_table_free(relay->verify);
         relay_rate_table_free(relay->work);
+        relay_rate_table_free(relay->bundle_mailbox);
         free(relay);
         return NULL;
 }

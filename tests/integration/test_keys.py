@@ -17,6 +17,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import mtlstest as mt
+from secdtest import NOBODY_UID
 from mtlstest import (ERR_BAD_PAYLOAD, ERR_BAD_SIGNATURE, ERR_NO_KEYS, ERR_NO_SUCH_MAILBOX,
                       ERR_NOT_REGISTERED, ERR_RATE_LIMITED, KEYS_BUNDLE, KEYS_COUNT, KEYS_PUBLISH, PING,
                       RelayTestCase)
@@ -38,7 +39,8 @@ def parse_bundle(p):
 class KeysTestCase(RelayTestCase):
     relay_sources = ("secd/keys.c",)
     relay_probe = KEYS_COUNT
-    secd_extra_args = ("--keys-bundle-rate", "off", "--keys-bundle-target-rate", "off")
+    secd_extra_args = ("--keys-bundle-rate", "off", "--keys-bundle-target-rate", "off",
+                       "--keys-bundle-mailbox-rate", "off")
 
     def owner(self, name="alice"):
         ident = self.identity(name)
@@ -190,6 +192,30 @@ class KeysRateTest(KeysTestCase):
             r.cmd(f"bundle {bob.hex}", ok=True)
         self.assert_code(r.cmd(f"raw {KEYS_BUNDLE} {bob.hex}"), ERR_RATE_LIMITED, "9th bundle of one requester")
         self.assertEqual(self.count(b), 17)
+
+
+class KeysMailboxRateTest(KeysTestCase):
+    secd_extra_args = ("--keys-bundle-rate", "off", "--keys-bundle-target-rate", "1/min",
+                       "--keys-bundle-target-burst", "3", "--keys-bundle-mailbox-rate", "1/min",
+                       "--keys-bundle-mailbox-burst", "4")
+
+    def test_many_requesters_together_cannot_drain_a_mailbox(self):
+        # Each requester stays within its own per-target limit (3); together they hit the
+        # mailbox's total (4), and a refused request takes no one-time pre-key.
+        self.allow_nobody()
+        alice, a = self.owner("alice")
+        a.cmd("publish 20 1 1", ok=True)
+        r1, r2 = self.tool(name="root-requester"), self.tool(uid=NOBODY_UID, name="nobody-requester")
+        for _ in range(3):
+            r1.cmd(f"bundle {alice.hex}", ok=True)
+        r2.cmd(f"bundle {alice.hex}", ok=True)
+        self.assert_code(r2.cmd(f"raw {KEYS_BUNDLE} {alice.hex}"), ERR_RATE_LIMITED,
+                         "a 5th bundle of one mailbox from a second requester")
+        self.assertEqual(self.count(a), 16, "refused bundle fetches consumed one-time pre-keys")
+        # Another mailbox is not limited by this one's total.
+        bob, b = self.owner("bob")
+        b.cmd("publish 5 1 1", ok=True)
+        r2.cmd(f"bundle {bob.hex}", ok=True)
 
 
 class KeysDefaultRateTest(KeysTestCase):

@@ -894,7 +894,8 @@ class RelayLifecycleTest(RelayTestCase):
 class RelayRandomPayloadTest(RelayTestCase):
     """Random payloads of random lengths for every relay and key-server frame type on a
     registered connection: each gets a reply or a per-request ERROR, the connection lives."""
-    secd_extra_args = ("--keys-bundle-rate", "off", "--keys-bundle-target-rate", "off")
+    secd_extra_args = ("--keys-bundle-rate", "off", "--keys-bundle-target-rate", "off",
+                       "--keys-bundle-mailbox-rate", "off")
 
     def test_random_payloads_never_break_the_connection(self):
         import random

@@ -39,7 +39,8 @@ MAX_PER_SENDER = 100000             # senders stop on the stop file, not on a co
 class RelayCrashTest(RelayTestCase):
     secd_extra_args = ("--relay-send-rate", "off", "--relay-recipient-rate", "off",
                        "--relay-mailbox-max-messages", "1000000", "--relay-mailbox-max-bytes", "4G",
-                       "--keys-bundle-rate", "off", "--keys-bundle-target-rate", "off")
+                       "--keys-bundle-rate", "off", "--keys-bundle-target-rate", "off",
+                       "--keys-bundle-mailbox-rate", "off")
 
     def restart(self, n):
         d = self.secd_dev(name=f"secd-r{n}", extra_args=("--enroll-rate-limit", "1000", *self.secd_extra_args),
