@@ -166,10 +166,15 @@ static RateEntry *entry_find(RelayRateTable *t, uint64_t hash, const void *key, 
 
 int relay_rate_check(RelayRateTable *t, const void *key, size_t key_len, const RelayRate *rate, uint64_t now_usec,
                      bool take, uint64_t *ret_retry_usec) {
-        uint64_t hash, tat, tolerance;
+        return relay_rate_check_n(t, key, key_len, rate, 1, now_usec, take, ret_retry_usec);
+}
+
+int relay_rate_check_n(RelayRateTable *t, const void *key, size_t key_len, const RelayRate *rate, uint64_t cost,
+                       uint64_t now_usec, bool take, uint64_t *ret_retry_usec) {
+        uint64_t hash, tat, tolerance, extra, need;
         RateEntry *e;
 
-        if (!key || key_len == 0 || key_len > RELAY_RATE_KEY_MAX)
+        if (!key || key_len == 0 || key_len > RELAY_RATE_KEY_MAX || cost == 0)
                 return -EINVAL;
         if (rate->interval_usec == 0)
                 return 1;
@@ -177,12 +182,16 @@ int relay_rate_check(RelayRateTable *t, const void *key, size_t key_len, const R
         hash = relay_siphash24(t->hash_key, key, key_len);
         e = entry_find(t, hash, key, key_len);
         tat = e ? MAX(e->tat_usec, now_usec) : now_usec;
-        /* Saturate: a huge burst or interval from the configuration must not wrap. */
+        /* Saturate: a huge burst, interval or cost must not wrap. */
         if (__builtin_mul_overflow(MAX(rate->burst, UINT64_C(1)) - 1, rate->interval_usec, &tolerance))
                 tolerance = UINT64_MAX;
-        if (tat - now_usec > tolerance) {
+        /* cost tokens at once: the last of them must conform (GCRA with a weight). */
+        if (__builtin_mul_overflow(cost - 1, rate->interval_usec, &extra) ||
+            __builtin_add_overflow(tat - now_usec, extra, &need))
+                need = UINT64_MAX;
+        if (need > tolerance) {
                 if (ret_retry_usec)
-                        *ret_retry_usec = tat - now_usec - tolerance;
+                        *ret_retry_usec = need == UINT64_MAX ? UINT64_MAX : need - tolerance;
                 if (e) {
                         lru_unlink(t, e);
                         lru_push_front(t, e);
@@ -209,7 +218,10 @@ int relay_rate_check(RelayRateTable *t, const void *key, size_t key_len, const R
         } else
                 lru_unlink(t, e);
         lru_push_front(t, e);
-        e->tat_usec = tat > UINT64_MAX - rate->interval_usec ? UINT64_MAX : tat + rate->interval_usec;
+        if (__builtin_mul_overflow(cost, rate->interval_usec, &extra) || tat > UINT64_MAX - extra)
+                e->tat_usec = UINT64_MAX;
+        else
+                e->tat_usec = tat + extra;
         return 1;
 }
 

@@ -47,6 +47,13 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(RelayRateTable *, relay_rate_table_free);
  */
 int relay_rate_check(RelayRateTable *t, const void *key, size_t key_len, const RelayRate *rate, uint64_t now_usec,
                      bool take, uint64_t *ret_retry_usec);
+/*
+ * The same for a request worth cost tokens (>= 1, -EINVAL for 0): allowed
+ * only if all of them are there; a refused request takes none. A cost above
+ * the burst is never allowed.
+ */
+int relay_rate_check_n(RelayRateTable *t, const void *key, size_t key_len, const RelayRate *rate, uint64_t cost,
+                       uint64_t now_usec, bool take, uint64_t *ret_retry_usec);
 
 typedef struct RelayRateTableStats {
         size_t entries;

@@ -179,12 +179,10 @@ bool relay_verify_allowed(RelaySession *s, uint8_t type, uint32_t request_id) {
 
 bool relay_work_allowed(RelaySession *s, uint8_t type, uint32_t request_id, unsigned cost) {
         const RelayRate rate = { .interval_usec = RELAY_WORK_INTERVAL_USEC, .burst = RELAY_WORK_BURST };
-        uint64_t now = now_usec(CLOCK_MONOTONIC);
-        int r = 1;
+        int r;
 
-        /* One token per check: cost checks (a refused one takes nothing; those taken stay taken). */
-        for (unsigned i = 0; i < cost && r > 0; i++)
-                r = relay_rate_check(s->relay->work, s->principal, strlen(s->principal), &rate, now, true, NULL);
+        r = relay_rate_check_n(s->relay->work, s->principal, strlen(s->principal), &rate, cost,
+                               now_usec(CLOCK_MONOTONIC), true, NULL);
         if (r > 0)
                 return true;
         relay_refuse(s, type, request_id, r < 0 ? FRAME_ERROR_INTERNAL : FRAME_ERROR_RATE_LIMITED,

@@ -97,6 +97,29 @@ static void test_rate_burst_and_refill(void **state) {
         assert_int_equal(relay_rate_check(t, "alice", 5, &rate, now, true, NULL), 0);
 }
 
+static void test_rate_weighted(void **state) {
+        _cleanup_(relay_rate_table_freep) RelayRateTable *t = NULL;
+        RelayRate rate = { .interval_usec = SEC, .burst = 10 };
+        uint64_t now = 1000 * SEC, retry = 0;
+
+        assert_int_equal(relay_rate_table_new(16, &t), 0);
+        assert_int_equal(relay_rate_check_n(t, "a", 1, &rate, 0, now, true, NULL), -EINVAL);
+        /* 4 + 4 of 10: allowed; 4 more: not, and a refused request takes nothing. */
+        assert_int_equal(relay_rate_check_n(t, "a", 1, &rate, 4, now, true, NULL), 1);
+        assert_int_equal(relay_rate_check_n(t, "a", 1, &rate, 4, now, true, NULL), 1);
+        assert_int_equal(relay_rate_check_n(t, "a", 1, &rate, 4, now, true, &retry), 0);
+        assert_true(retry == 2 * SEC);
+        assert_int_equal(relay_rate_check_n(t, "a", 1, &rate, 2, now, true, NULL), 1);
+        assert_int_equal(relay_rate_check(t, "a", 1, &rate, now, true, NULL), 0);
+        /* Refilled after 4 intervals: exactly 4 tokens. */
+        assert_int_equal(relay_rate_check_n(t, "a", 1, &rate, 5, now + 4 * SEC, true, NULL), 0);
+        assert_int_equal(relay_rate_check_n(t, "a", 1, &rate, 4, now + 4 * SEC, true, NULL), 1);
+        /* A cost above the burst never passes, even on a fresh bucket; huge costs saturate. */
+        assert_int_equal(relay_rate_check_n(t, "b", 1, &rate, 11, now, true, NULL), 0);
+        assert_int_equal(relay_rate_check_n(t, "b", 1, &rate, UINT64_MAX, now, true, &retry), 0);
+        assert_int_equal(relay_rate_check_n(t, "b", 1, &rate, 10, now, true, NULL), 1);
+}
+
 static void test_rate_peek_does_not_take(void **state) {
         _cleanup_(relay_rate_table_freep) RelayRateTable *t = NULL;
         RelayRate rate = { .interval_usec = SEC, .burst = 1 };
@@ -249,6 +272,7 @@ int main(void) {
                 cmocka_unit_test(test_siphash_vectors),
                 cmocka_unit_test(test_ed25519_weak_keys),
                 cmocka_unit_test(test_rate_burst_and_refill),
+                cmocka_unit_test(test_rate_weighted),
                 cmocka_unit_test(test_rate_peek_does_not_take),
                 cmocka_unit_test(test_rate_unlimited),
                 cmocka_unit_test(test_rate_bad_keys),
