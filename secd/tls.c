@@ -19,32 +19,39 @@ static gnutls_typed_vdata_st tls_client_purpose[] = {
 };
 
 /*
- * Chain verdicts remembered. A full handshake verifies the client's chain
- * (the CA's signature over the certificate, its key purpose, its times and
- * the CRL): one Ed25519 verification and a trust-list walk, ~140 µs, a
- * quarter of secd's CPU per full handshake (bench/README.md). The verdict
- * on the signature and the purpose is a function of the certificate's bytes
- * and the trusted CA alone, so a certificate that verified once under the
- * same credentials verifies again: its SHA-256 is remembered, with the
- * validity times, which are checked again on every hit. What changes with
- * time besides those is revocation, which data.c checks on every handshake
- * (ca_is_revoked()), full or resumed. The client's CertificateVerify (proof
- * of its private key) is GnuTLS's on every full handshake, untouched.
- * New credentials (start, reload, a CRL update: ca.c) forget every verdict:
- * ca_credentials_generation() changes, so each loop's thread-local cache
- * follows.
+ * What secd remembers of the last client certificates seen, per loop
+ * thread (no lock), by the SHA-256 of their DER: a client that comes back
+ * (every resumed session, a full handshake with the same certificate)
+ * presents the same bytes.
+ *
+ *  - The chain verdict. A full handshake verifies the client's chain (the
+ *    CA's signature over the certificate, its key purpose, its times, the
+ *    CRL): one Ed25519 verification and a trust-list walk, ~140 µs, a
+ *    quarter of secd's CPU per full handshake (bench/README.md). The verdict
+ *    on signature and purpose is a function of the bytes and the trusted CA
+ *    alone, so a certificate that verified under the same credentials
+ *    verifies again; its validity times are kept and checked on every hit.
+ *    Revocation is checked by data.c on every handshake (ca_is_revoked()),
+ *    full or resumed, and the client's CertificateVerify (proof of its
+ *    private key) is GnuTLS's on every full handshake, untouched. New
+ *    credentials (start, reload, a CRL update: ca.c) void every verdict:
+ *    ca_credentials_generation() changes.
+ *  - The secd identity (the URI SAN), a function of the bytes alone:
+ *    parsing it again was ~11 % of a resumed handshake.
  */
-#define TLS_VERIFY_CACHE_SIZE 64
+#define TLS_CERT_CACHE_SIZE 64
 
-typedef struct TlsVerifyCacheEntry {
+typedef struct TlsCertCacheEntry {
         uint8_t digest[SHA256_DIGEST_SIZE];
-        uint64_t generation;
-        uint64_t used;                  /* 0: empty */
-        time_t not_before, not_after;
-} TlsVerifyCacheEntry;
+        uint64_t used;                  /* LRU clock; 0: empty */
+        uint64_t verified_generation;   /* credentials the chain verified under; 0: not verified */
+        time_t not_before, not_after;   /* with verified_generation */
+        bool has_id;
+        CertIdentity id;
+} TlsCertCacheEntry;
 
-static _Thread_local TlsVerifyCacheEntry tls_verify_cache[TLS_VERIFY_CACHE_SIZE];
-static _Thread_local uint64_t tls_verify_clock;
+static _Thread_local TlsCertCacheEntry tls_cert_cache[TLS_CERT_CACHE_SIZE];
+static _Thread_local uint64_t tls_cert_cache_clock;
 
 static void tls_der_digest(const gnutls_datum_t *der, uint8_t digest[SHA256_DIGEST_SIZE]) {
         struct sha256_ctx ctx;
@@ -54,8 +61,29 @@ static void tls_der_digest(const gnutls_datum_t *der, uint8_t digest[SHA256_DIGE
         sha256_digest(&ctx, SHA256_DIGEST_SIZE, digest);
 }
 
-static bool tls_verify_entry_live(const TlsVerifyCacheEntry *e, uint64_t generation) {
-        return e->used != 0 && e->generation == generation;
+/* The entry of digest, or NULL (then *ret_victim is the entry to reuse: empty, else least recently used). */
+static TlsCertCacheEntry *tls_cert_cache_find(const uint8_t digest[SHA256_DIGEST_SIZE],
+                                              TlsCertCacheEntry **ret_victim) {
+        TlsCertCacheEntry *victim = &tls_cert_cache[0];
+
+        for (size_t i = 0; i < TLS_CERT_CACHE_SIZE; i++) {
+                TlsCertCacheEntry *e = &tls_cert_cache[i];
+
+                if (e->used != 0 && memcmp(e->digest, digest, SHA256_DIGEST_SIZE) == 0) {
+                        e->used = ++tls_cert_cache_clock;
+                        return e;
+                }
+                if (e->used < victim->used)
+                        victim = e;
+        }
+        *ret_victim = victim;
+        return NULL;
+}
+
+static TlsCertCacheEntry *tls_cert_cache_claim(TlsCertCacheEntry *victim, const uint8_t digest[SHA256_DIGEST_SIZE]) {
+        *victim = (TlsCertCacheEntry) { .used = ++tls_cert_cache_clock };
+        memcpy(victim->digest, digest, SHA256_DIGEST_SIZE);
+        return victim;
 }
 
 static const char *tls_status_reason(unsigned status);
@@ -65,7 +93,7 @@ static int tls_verify_peer(gnutls_session_t session) {
         uint8_t digest[SHA256_DIGEST_SIZE];
         uint64_t generation = ca_credentials_generation();
         const gnutls_datum_t *peers;
-        TlsVerifyCacheEntry *victim = NULL;
+        TlsCertCacheEntry *e, *victim = NULL;
         gnutls_x509_crt_t crt = NULL;
         unsigned n = 0, status = 0;
         time_t now = time(NULL), nb, na;
@@ -76,20 +104,10 @@ static int tls_verify_peer(gnutls_session_t session) {
                 return GNUTLS_E_NO_CERTIFICATE_FOUND;
         tls_der_digest(&peers[0], digest);
 
-        for (size_t i = 0; i < TLS_VERIFY_CACHE_SIZE; i++) {
-                TlsVerifyCacheEntry *e = &tls_verify_cache[i];
-
-                if (e->used != 0 && e->generation == generation && memcmp(e->digest, digest, sizeof digest) == 0) {
-                        if (now < e->not_before || now > e->not_after)
-                                break;  /* verify again: GnuTLS names the reason */
-                        e->used = ++tls_verify_clock;
-                        return 0;
-                }
-                /* The victim: an empty or outdated entry, else the least recently used. */
-                if (!victim || (tls_verify_entry_live(victim, generation) &&
-                                (!tls_verify_entry_live(e, generation) || e->used < victim->used)))
-                        victim = e;
-        }
+        e = tls_cert_cache_find(digest, &victim);
+        /* Outside its validity times: verify again, so that GnuTLS names the reason. */
+        if (e && e->verified_generation == generation && now >= e->not_before && now <= e->not_after)
+                return 0;
 
         r = gnutls_certificate_verify_peers(session, tls_client_purpose, ELEMENTSOF(tls_client_purpose), &status);
         if (r < 0)
@@ -99,21 +117,43 @@ static int tls_verify_peer(gnutls_session_t session) {
                 return GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR;
         }
 
-        /* Remember it, with its validity times (checked again on every hit). */
+        /* Remember the verdict with the validity times (checked again on every hit). */
         if (gnutls_x509_crt_init(&crt) < 0)
                 return 0;
         if (gnutls_x509_crt_import(crt, &peers[0], GNUTLS_X509_FMT_DER) >= 0) {
                 nb = gnutls_x509_crt_get_activation_time(crt);
                 na = gnutls_x509_crt_get_expiration_time(crt);
                 if (nb != (time_t) -1 && na != (time_t) -1) {
-                        memcpy(victim->digest, digest, sizeof digest);
-                        victim->generation = generation;
-                        victim->not_before = nb;
-                        victim->not_after = na;
-                        victim->used = ++tls_verify_clock;
+                        if (!e)
+                                e = tls_cert_cache_claim(victim, digest);
+                        e->verified_generation = generation;
+                        e->not_before = nb;
+                        e->not_after = na;
                 }
         }
         gnutls_x509_crt_deinit(crt);
+        return 0;
+}
+
+/* The secd identity of a certificate GnuTLS verified (or that a resumed session carries). */
+static int tls_cert_identity_cached(const gnutls_datum_t *der, CertIdentity *ret) {
+        uint8_t digest[SHA256_DIGEST_SIZE];
+        TlsCertCacheEntry *e, *victim = NULL;
+        int r;
+
+        tls_der_digest(der, digest);
+        e = tls_cert_cache_find(digest, &victim);
+        if (e && e->has_id) {
+                *ret = e->id;
+                return 0;
+        }
+        r = ca_cert_identity(der, ret);
+        if (r < 0)
+                return r;       /* not cached: a bad certificate is parsed (and refused) every time */
+        if (!e)
+                e = tls_cert_cache_claim(victim, digest);
+        e->id = *ret;
+        e->has_id = true;
         return 0;
 }
 
@@ -246,58 +286,6 @@ int tls_session_new(TlsServer *s, gnutls_certificate_credentials_t creds, int fd
 fail:
         gnutls_deinit(session);
         return tls_error_to_errno(r);
-}
-
-/*
- * The identities of the last client certificates seen, by the SHA-256 of
- * their DER: a client that comes back (every resumed session, and a full
- * handshake with the same certificate) presents the same bytes, and parsing
- * them again (gnutls_x509_crt_import() + the URI SAN) was ~11 % of secd's
- * CPU per resumed handshake (bench/README.md). The identity is a function
- * of the bytes alone, so equal digests give an equal identity; what changes
- * with time (expiry, revocation) is still checked on every connection, and
- * the chain verdict is GnuTLS's for this very session. One cache per
- * thread: each loop has its own, without a lock.
- */
-#define TLS_IDENTITY_CACHE_SIZE 16
-
-typedef struct TlsIdentityCacheEntry {
-        uint8_t digest[SHA256_DIGEST_SIZE];
-        uint64_t used;                  /* 0: empty */
-        CertIdentity id;
-} TlsIdentityCacheEntry;
-
-static _Thread_local TlsIdentityCacheEntry tls_identity_cache[TLS_IDENTITY_CACHE_SIZE];
-static _Thread_local uint64_t tls_identity_clock;
-
-static int tls_cert_identity_cached(const gnutls_datum_t *der, CertIdentity *ret) {
-        uint8_t digest[SHA256_DIGEST_SIZE];
-        struct sha256_ctx ctx;
-        TlsIdentityCacheEntry *e, *victim = &tls_identity_cache[0];
-        int r;
-
-        sha256_init(&ctx);
-        sha256_update(&ctx, der->size, der->data);
-        sha256_digest(&ctx, sizeof digest, digest);
-
-        for (size_t i = 0; i < TLS_IDENTITY_CACHE_SIZE; i++) {
-                e = &tls_identity_cache[i];
-                if (e->used != 0 && memcmp(e->digest, digest, sizeof digest) == 0) {
-                        e->used = ++tls_identity_clock;
-                        *ret = e->id;
-                        return 0;
-                }
-                if (e->used < victim->used)
-                        victim = e;
-        }
-
-        r = ca_cert_identity(der, ret);
-        if (r < 0)
-                return r;       /* not cached: a bad certificate is parsed (and refused) every time */
-        memcpy(victim->digest, digest, sizeof digest);
-        victim->id = *ret;
-        victim->used = ++tls_identity_clock;
-        return 0;
 }
 
 static const char *tls_status_reason(unsigned status) {
