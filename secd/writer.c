@@ -18,13 +18,26 @@
  * batch's BEGIN IMMEDIATE) and noticing that SQLite rolled the whole
  * transaction back by itself (disk full, I/O error) in the middle of a batch.
  *
- * Checkpoints are not the writer's: SQLite's automatic checkpoint would run
- * inside a COMMIT (about one in ten batches, milliseconds each, measured as
- * the main source of the relay's send->ack tail). The writer's connection
- * reports the WAL's size through a WAL hook instead (which also switches
- * its automatic checkpoint off), and a second thread with its own
- * connection runs PASSIVE checkpoints, which never block the writer; the
- * next write after a complete one restarts the WAL from its beginning.
+ * Checkpoints are mostly not the writer's: SQLite's automatic checkpoint
+ * would run inside a COMMIT (about one in ten batches, milliseconds each,
+ * measured as the main source of the relay's send->ack tail). The writer's
+ * connection reports the WAL's size through a WAL hook instead (which also
+ * switches its automatic checkpoint off), and a second thread with its own
+ * connection runs PASSIVE checkpoints, which never block the writer.
+ *
+ * A PASSIVE checkpoint copies the frames that exist when it starts; under
+ * steady writes new ones arrive meanwhile, so it never catches up, and the
+ * WAL restarts from its beginning only after a checkpoint that left nothing
+ * behind. Left alone, the WAL grew without bound (350 MB in 12 s of relay
+ * load), every commit extended the file, and the checkpointer ran after
+ * every commit, its syncs competing with the writer's. So once the
+ * checkpointer has copied the bulk, the writer copies the rest itself,
+ * between batches, after handing the finished batch to the loop: only the
+ * frames written during that pass, on a connection with no transaction
+ * open, so nothing is left behind and the next batch rewrites the WAL from
+ * its start (the file keeps its size and is reused). The checkpointer does
+ * not start another pass before the writer has finished the last one,
+ * unless the WAL passes WRITER_CHECKPOINT_PAGES_MAX.
  * Statement journals (one per job's savepoint) are kept in memory: written
  * to a temporary file they were most of the writer's disk writes.
  */
@@ -81,10 +94,15 @@ struct Writer {
         pthread_cond_t ckpt_work;       /* the WAL grew past WRITER_CHECKPOINT_PAGES, or stopping */
         int wal_pages;                  /* as the writer's last commit left it */
         bool ckpt_stopping;
+        bool ckpt_busy;                 /* a pass is running on the checkpointer's connection */
+        uint64_t ckpt_passes;           /* passes the checkpointer completed */
+        uint64_t ckpt_passes_seen;      /* ckpt_passes when the writer last finished one */
 };
 
 /* WAL pages (4 KiB by default) after which a checkpoint is started. */
 #define WRITER_CHECKPOINT_PAGES 1000
+/* Past this the checkpointer and the writer run passes without waiting for each other. */
+#define WRITER_CHECKPOINT_PAGES_MAX (8 * WRITER_CHECKPOINT_PAGES)
 /* Even without news from the writer (the loop's connection also commits). */
 #define WRITER_CHECKPOINT_INTERVAL_SEC 10
 
@@ -202,6 +220,31 @@ static void writer_run_batch(Writer *w, WriterJob *first, size_t n) {
         (void) pthread_mutex_unlock(&w->lock);
 }
 
+/* Under lock: the WAL is long and the checkpointer has copied the bulk of it (see the top of this file). */
+static bool writer_should_finish_checkpoint(Writer *w) {
+        if (w->ckpt_busy || w->wal_pages < WRITER_CHECKPOINT_PAGES)
+                return false;
+        return w->ckpt_passes > w->ckpt_passes_seen || w->wal_pages >= WRITER_CHECKPOINT_PAGES_MAX;
+}
+
+/* Writer thread, outside any transaction: copy what the checkpointer left, so the next write restarts the WAL. */
+static void writer_finish_checkpoint(Writer *w) {
+        int rc, log_pages = 0, done_pages = 0;
+
+        rc = sqlite3_wal_checkpoint_v2(w->db->sqlite, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_pages, &done_pages);
+        if (rc == SQLITE_BUSY)
+                return;         /* the checkpointer started a pass meanwhile: after the next batch */
+        if (rc != SQLITE_OK) {
+                log_warning("Writer: checkpoint failed: %s", sqlite3_errmsg(w->db->sqlite));
+                return;
+        }
+        (void) pthread_mutex_lock(&w->lock);
+        w->stats.checkpoints++;
+        if (done_pages == log_pages)
+                w->wal_pages = 0;       /* nothing left: the next commit starts the WAL again */
+        (void) pthread_mutex_unlock(&w->lock);
+}
+
 static void *writer_thread(void *userdata) {
         Writer *w = userdata;
 
@@ -239,6 +282,13 @@ static void *writer_thread(void *userdata) {
                 /* From here on the jobs belong to the loop. */
                 if (write(w->event_fd, &one, sizeof one) < 0)
                         log_error_errno(negative_errno(), "Writer: cannot wake the loop: %m");
+
+                if (writer_should_finish_checkpoint(w)) {
+                        w->ckpt_passes_seen = w->ckpt_passes;
+                        (void) pthread_mutex_unlock(&w->lock);
+                        writer_finish_checkpoint(w);
+                        (void) pthread_mutex_lock(&w->lock);
+                }
         }
         (void) pthread_mutex_unlock(&w->lock);
         return NULL;
@@ -308,12 +358,16 @@ static void *writer_checkpoint_thread(void *userdata) {
 
                 (void) clock_gettime(CLOCK_REALTIME, &deadline);
                 deadline.tv_sec += WRITER_CHECKPOINT_INTERVAL_SEC;
-                while (!w->ckpt_stopping && w->wal_pages < WRITER_CHECKPOINT_PAGES)
+                /* After a pass, the writer finishes it first (see the top of this file). */
+                while (!w->ckpt_stopping &&
+                       (w->wal_pages < WRITER_CHECKPOINT_PAGES ||
+                        (w->ckpt_passes > w->ckpt_passes_seen && w->wal_pages < WRITER_CHECKPOINT_PAGES_MAX)))
                         if (pthread_cond_timedwait(&w->ckpt_work, &w->lock, &deadline) == ETIMEDOUT)
                                 break;
                 if (w->ckpt_stopping)
                         break;
                 w->wal_pages = 0;
+                w->ckpt_busy = true;
                 (void) pthread_mutex_unlock(&w->lock);
 
                 rc = sqlite3_wal_checkpoint_v2(w->ckpt_db->sqlite, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_pages,
@@ -322,6 +376,9 @@ static void *writer_checkpoint_thread(void *userdata) {
                         log_warning("Writer: checkpoint failed: %s", sqlite3_errmsg(w->ckpt_db->sqlite));
 
                 (void) pthread_mutex_lock(&w->lock);
+                w->ckpt_busy = false;
+                if (rc == SQLITE_OK)
+                        w->ckpt_passes++;
                 w->stats.checkpoints++;
         }
         (void) pthread_mutex_unlock(&w->lock);

@@ -362,6 +362,76 @@ static void test_batching(void **state) {
         gate_destroy(&g);
 }
 
+/*
+ * Steady writes must not grow the WAL without bound. A PASSIVE checkpoint
+ * running beside a writer that never pauses never catches up, so the WAL
+ * was never restarted: 350 MB in 12 s of relay load. Keep WAL_JOBS_IN_FLIGHT
+ * jobs queued (each writes 16 KiB and deletes older rows, so the database
+ * itself stays small) until WAL_BYTES_TOTAL went through the writer, and
+ * watch the WAL's size.
+ */
+#define WAL_JOB_BYTES 16384
+#define WAL_BYTES_TOTAL (UINT64_C(160) * 1024 * 1024)
+#define WAL_JOBS_IN_FLIGHT 64
+#define WAL_MAX_BYTES (UINT64_C(48) * 1024 * 1024)      /* writer.c: checkpoints force a restart at 8,000 pages (32 MiB) */
+
+typedef struct WalLoad {
+        Writer *writer;
+        uint64_t submitted, done, failed;
+        uint64_t total;
+} WalLoad;
+
+static int wal_job_run(Db *db, void *userdata) {
+        (void) userdata;
+        if (sqlite3_exec(db->sqlite,
+                         "CREATE TABLE IF NOT EXISTS scratch(b BLOB);"
+                         "INSERT INTO scratch(b) VALUES (randomblob(16384));"
+                         "DELETE FROM scratch WHERE rowid < last_insert_rowid() - 256;",
+                         NULL, NULL, NULL) != SQLITE_OK)
+                return -EIO;
+        return 0;
+}
+
+static void wal_job_done(void *userdata, int r) {
+        WalLoad *l = userdata;
+
+        l->done++;
+        if (r < 0)
+                l->failed++;
+        if (l->submitted < l->total && writer_submit(l->writer, wal_job_run, wal_job_done, l) == 0)
+                l->submitted++;
+}
+
+static void test_wal_bounded(void **state) {
+        Fixture *f = *state;
+        WalLoad l = { .writer = f->writer, .total = WAL_BYTES_TOTAL / WAL_JOB_BYTES };
+        uint64_t max_wal = 0;
+        char wal[160];
+        WriterStats st;
+
+        (void) snprintf(wal, sizeof wal, "%s-wal", f->path);
+        for (unsigned i = 0; i < WAL_JOBS_IN_FLIGHT; i++) {
+                assert_int_equal(writer_submit(f->writer, wal_job_run, wal_job_done, &l), 0);
+                l.submitted++;
+        }
+        /* Bounded: at most ~120 s however slow the disk. */
+        for (unsigned i = 0; i < 12000 && l.done < l.total; i++) {
+                struct stat sb;
+
+                assert_true(sd_event_run(f->event, 10 * 1000) >= 0);
+                if (stat(wal, &sb) == 0 && (uint64_t) sb.st_size > max_wal)
+                        max_wal = (uint64_t) sb.st_size;
+        }
+        writer_get_stats(f->writer, &st);
+        print_message("%" PRIu64 " jobs of %u bytes, %" PRIu64 " commits, %" PRIu64 " checkpoints, largest WAL %" PRIu64
+                      " bytes\n", l.done, WAL_JOB_BYTES, st.commits, st.checkpoints, max_wal);
+        assert_int_equal(l.done, l.total);
+        assert_int_equal(l.failed, 0);
+        assert_true(st.checkpoints > 0);
+        assert_true(max_wal > 0);
+        assert_true(max_wal <= WAL_MAX_BYTES);
+}
+
 static void test_batch_max(void **state) {
         Fixture *f = *state;
         size_t n = WRITER_BATCH_MAX + 10;
@@ -582,6 +652,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_transaction_lost, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_submit_from_done, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_bad_arguments, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_wal_bounded, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
