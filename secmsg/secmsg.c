@@ -696,8 +696,9 @@ static int verb_send(Context *ctx) {
         if (r != EXIT_OK)
                 return r;
         /* One id for every attempt: secd stores the message once however often it arrives. */
-        if (getrandom(msg_id, sizeof msg_id, 0) != sizeof msg_id) {
-                error_msg("no randomness for the message id: %s", strerror(errno));
+        r = secclient_msg_id_generate(msg_id);
+        if (r < 0) {
+                error_msg("cannot make a message id: %s", secclient_strerror(r));
                 return EXIT_FAIL;
         }
 

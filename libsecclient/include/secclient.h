@@ -288,8 +288,20 @@ int secclient_identity_public(const uint8_t seed[SECCLIENT_KEY_SIZE], uint8_t pu
 int secclient_register(secclient *c, const uint8_t seed[SECCLIENT_KEY_SIZE], int *ret_created);
 
 /*
+ * A new client message id: the current time (microseconds since the Unix
+ * epoch, 8 bytes big-endian), then 8 random bytes. Unique for a sender, and
+ * ordered by time: secd keeps (sender, client_msg_id) in an index for the
+ * message's TTL, and ids that grow go to its end, where one page takes a
+ * whole batch of them (random ids cost secd one random page write per
+ * message). The time is no secret from secd, which records when each
+ * message arrived. Returns 0, or -EIO if the random generator failed.
+ */
+int secclient_msg_id_generate(uint8_t client_msg_id[SECCLIENT_MSG_ID_SIZE]);
+
+/*
  * SEND one message (1 byte .. secd's relay_message_max) to recipient.
- * client_msg_id NULL: a random one. Returns 0 only once secd stored it
+ * client_msg_id NULL: a new one from secclient_msg_id_generate(); pass your
+ * own (from it) to be able to retry. Returns 0 only once secd stored it
  * durably; *ret_server_id (may be NULL) is its server id. Sending the same
  * client_msg_id again (after an error or a lost reply) never stores it
  * twice: secd answers with the first one's id, and *ret_duplicate (may be

@@ -147,6 +147,22 @@ _public_ int secclient_register(secclient *c, const uint8_t seed[SECCLIENT_KEY_S
 /* ---------------------------------------------------------------------- */
 /* SEND, FETCH, ACK */
 
+_public_ int secclient_msg_id_generate(uint8_t client_msg_id[SECCLIENT_MSG_ID_SIZE]) {
+        struct timespec ts;
+        uint64_t usec;
+
+        if (!client_msg_id)
+                return -EINVAL;
+        if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
+                return -errno;
+        usec = (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000;
+        for (size_t i = 0; i < 8; i++)
+                client_msg_id[i] = (uint8_t) (usec >> (56 - 8 * i));
+        if (gnutls_rnd(GNUTLS_RND_NONCE, client_msg_id + 8, SECCLIENT_MSG_ID_SIZE - 8) < 0)
+                return -EIO;
+        return 0;
+}
+
 _public_ int secclient_relay_send(secclient *c, const uint8_t recipient[SECCLIENT_KEY_SIZE],
                                   const uint8_t client_msg_id[SECCLIENT_MSG_ID_SIZE], const void *data, size_t len,
                                   uint64_t *ret_server_id, int *ret_duplicate) {
@@ -166,8 +182,11 @@ _public_ int secclient_relay_send(secclient *c, const uint8_t recipient[SECCLIEN
         memcpy(s.recipient, recipient, RELAY_KEY_SIZE);
         if (client_msg_id)
                 memcpy(s.client_msg_id, client_msg_id, RELAY_MSG_ID_SIZE);
-        else if (gnutls_rnd(GNUTLS_RND_NONCE, s.client_msg_id, sizeof s.client_msg_id) < 0)
-                return -EIO;
+        else {
+                r = secclient_msg_id_generate(s.client_msg_id);
+                if (r < 0)
+                        return r;
+        }
         s.blob = data;
         s.blob_size = len;
         r = relay_send_build(&s, FRAME_PAYLOAD_MAX_HARD, &payload, &payload_len);

@@ -114,6 +114,42 @@ static void test_generate(void **state) {
 /* ---------------------------------------------------------------------- */
 /* Arguments and connection */
 
+static uint64_t realtime_usec(void) {
+        struct timespec ts;
+
+        assert_int_equal(clock_gettime(CLOCK_REALTIME, &ts), 0);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* Client message ids: the time in microseconds (big-endian) then 8 random bytes; distinct, growing. */
+static void test_msg_id(void **state) {
+        enum { N = 1000 };
+        static uint8_t ids[N][SECCLIENT_MSG_ID_SIZE];
+        uint64_t before, after, prev = 0;
+        unsigned tails_equal = 0;
+
+        (void) state;
+        assert_int_equal(secclient_msg_id_generate(NULL), -EINVAL);
+        before = realtime_usec();
+        for (unsigned i = 0; i < N; i++)
+                assert_int_equal(secclient_msg_id_generate(ids[i]), 0);
+        after = realtime_usec();
+        for (unsigned i = 0; i < N; i++) {
+                uint64_t t = 0;
+
+                for (unsigned k = 0; k < 8; k++)
+                        t = (t << 8) | ids[i][k];
+                assert_true(t >= before && t <= after);
+                assert_true(t >= prev);         /* the index order is the time order */
+                prev = t;
+                for (unsigned j = 0; j < i; j++)
+                        assert_memory_not_equal(ids[i], ids[j], SECCLIENT_MSG_ID_SIZE);
+                if (i > 0 && memcmp(ids[i] + 8, ids[i - 1] + 8, 8) == 0)
+                        tails_equal++;
+        }
+        assert_int_equal(tails_equal, 0);
+}
+
 static void test_arguments(void **state) {
         secclient *c = NULL;
         uint8_t key[32] = { 1 }, id[16] = { 2 }, data[1] = { 3 };
@@ -1357,6 +1393,7 @@ int main(void) {
                 cmocka_unit_test(test_ed25519_rfc8032_test1),
                 cmocka_unit_test(test_x25519_rfc7748),
                 cmocka_unit_test(test_generate),
+                cmocka_unit_test(test_msg_id),
                 cmocka_unit_test(test_arguments),
                 cmocka_unit_test(test_not_connected),
                 cmocka_unit_test(test_error_codes),
