@@ -230,8 +230,8 @@ static int admission_on_defer(sd_event_source *s, void *userdata) {
         return 0;
 }
 
-int admission_check_async(Manager *m, PolicyEndpoint kind, int fd, const AdmissionCert *cert, AdmissionDone done,
-                          void *userdata, AdmissionRequest **ret_request) {
+int admission_check_async(Manager *m, PolicyEndpoint kind, int fd, const AdmissionCert *cert, AdmissionFlags flags,
+                          AdmissionDone done, void *userdata, AdmissionRequest **ret_request) {
         AdmissionRequest *r;
         int k;
 
@@ -304,6 +304,11 @@ int admission_check_async(Manager *m, PolicyEndpoint kind, int fd, const Admissi
         }
 
 later:
+        if (flags & ADMISSION_DONE_INLINE) {
+                *ret_request = NULL;
+                admission_request_finish(r);    /* runs done, frees r */
+                return 1;
+        }
         k = sd_event_add_defer(m->event, &r->defer, admission_on_defer, r);
         if (k < 0) {
                 admission_request_free(r);

@@ -28,11 +28,22 @@ typedef struct AdmissionResult {
 } AdmissionResult;
 
 /*
- * Called exactly once per request, always from the event loop and never
- * from inside admission_check_async(), unless the request is freed first.
- * The request is freed by admission after the callback returns.
+ * Called exactly once per request, always from the event loop, unless the
+ * request is freed first. Without ADMISSION_DONE_INLINE never from inside
+ * admission_check_async(); with it, from inside when no hashing is needed
+ * (the executable's hash is in the cache, or the peer is refused before
+ * hashing). The request is freed by admission after the callback returns.
  */
 typedef void (*AdmissionDone)(Manager *m, const AdmissionResult *result, void *userdata);
+
+typedef enum AdmissionFlags {
+        /*
+         * The caller can take done() before admission_check_async() returns:
+         * a warm admission then costs no loop iteration (a deferred event
+         * source and its wake-up per connection on the data endpoint).
+         */
+        ADMISSION_DONE_INLINE = 1 << 0,
+} AdmissionFlags;
 
 /*
  * Facts from a verified client certificate, judged together with the live
@@ -47,11 +58,14 @@ typedef struct AdmissionCert {
 
 /*
  * Start judging the peer of fd (which the caller keeps open until done
- * runs). On success *ret_request is the caller's handle for cancelling
- * (admission_request_free()); it becomes invalid once done has run.
+ * runs). Returns 0 when the decision is pending: *ret_request is the
+ * caller's handle for cancelling (admission_request_free()); it becomes
+ * invalid once done has run. Returns 1 (only with ADMISSION_DONE_INLINE)
+ * when done has already run: *ret_request is NULL. Negative errno: done
+ * will not run.
  */
-int admission_check_async(Manager *m, PolicyEndpoint kind, int fd, const AdmissionCert *cert, AdmissionDone done,
-                          void *userdata, AdmissionRequest **ret_request);
+int admission_check_async(Manager *m, PolicyEndpoint kind, int fd, const AdmissionCert *cert, AdmissionFlags flags,
+                          AdmissionDone done, void *userdata, AdmissionRequest **ret_request);
 
 /* Cancel: done will not run. NULL-safe. */
 AdmissionRequest *admission_request_free(AdmissionRequest *r);

@@ -45,8 +45,10 @@ struct DataConnection {
         gnutls_session_t session;
         TlsCredentials *creds;          /* the server credentials this session uses (ref) */
         DataState state;
-        sd_event_source *io_source, *timer_source, *expiry_source, *defer_source;
+        sd_event_source *io_source, *timer_source, *defer_source;
         uint32_t want;                  /* EPOLLIN/EPOLLOUT a blocked GnuTLS call waits for */
+        uint32_t io_events;             /* what io_source is set to (0: disabled) */
+        bool ticket_pending;            /* admitted: one session ticket goes out before anything else */
         AdmissionRequest *admission;
         FrameReader *reader;
         uint8_t *out;
@@ -99,6 +101,7 @@ static bool data_log_allowed(void) {
 
 static int data_step(DataConnection *c);
 static void data_update(DataConnection *c);
+static void data_run(DataConnection *c);
 
 static const char *data_ep(const DataConnection *c) {
         return policy_endpoint_to_string(c->kind);
@@ -124,7 +127,6 @@ static DataConnection *data_connection_free(DataConnection *c) {
         admission_request_free(c->admission);
         sd_event_source_disable_unref(c->io_source);
         sd_event_source_disable_unref(c->timer_source);
-        sd_event_source_disable_unref(c->expiry_source);
         sd_event_source_disable_unref(c->defer_source);
         if (c->session)
                 gnutls_deinit(c->session);
@@ -195,8 +197,8 @@ static void data_fail(DataConnection *c, uint32_t request_id, uint16_t code, con
                   message);
         data_queue_error(c, request_id, code, message);
         c->state = DATA_CLOSING;
+        c->ticket_pending = false;
         c->admission = admission_request_free(c->admission);
-        c->expiry_source = sd_event_source_disable_unref(c->expiry_source);
         (void) data_timer_set(c, DATA_LINGER_USEC);
 }
 
@@ -324,14 +326,55 @@ static int data_read(DataConnection *c) {
         return 0;
 }
 
-static int data_on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
-        DataConnection *c = userdata;
+/*
+ * Certificate expiry of open sessions: one CLOCK_REALTIME timer for the
+ * manager, set to the earliest not_after among them (not one per
+ * connection: adding and removing a connection's own timer re-armed the
+ * timerfd twice per connection). It may fire early (the session that set
+ * it has closed); then it only moves on to the next earliest.
+ */
+static int data_expiry_arm(Manager *m, uint64_t when);
 
-        log_info("%s #%" PRIu64 ": client certificate %s expired, closing the session.", data_ep(c), c->id,
-                 c->cert.serial);
-        data_fail(c, 0, FRAME_ERROR_CERT_EXPIRED, "certificate expired");
-        data_update(c);
+static int data_on_expiry(sd_event_source *s, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        uint64_t now = now_usec(CLOCK_REALTIME), next = UINT64_MAX;
+        DataConnection *c, *n;
+
+        for (c = m->data_connections; c; c = n) {
+                n = c->next;
+                if (c->state != DATA_OPEN || !c->have_cert)
+                        continue;
+                if (c->cert.not_after_usec > now) {
+                        next = MIN(next, c->cert.not_after_usec);
+                        continue;
+                }
+                log_info("%s #%" PRIu64 ": client certificate %s expired, closing the session.", data_ep(c), c->id,
+                         c->cert.serial);
+                data_fail(c, 0, FRAME_ERROR_CERT_EXPIRED, "certificate expired");
+                data_run(c);
+        }
+        if (next != UINT64_MAX && data_expiry_arm(m, next) < 0)
+                log_warning("data: cannot re-arm the certificate expiry timer.");
         return 0;
+}
+
+/* Make sure the expiry timer fires at `when` or earlier. */
+static int data_expiry_arm(Manager *m, uint64_t when) {
+        uint64_t armed;
+        int enabled = SD_EVENT_OFF, r;
+
+        if (!m->data_expiry_source)
+                return sd_event_add_time(m->event, &m->data_expiry_source, CLOCK_REALTIME, when, UINT64_C(1000000),
+                                         data_on_expiry, m);
+        r = sd_event_source_get_enabled(m->data_expiry_source, &enabled);
+        if (r < 0)
+                return r;
+        if (enabled != SD_EVENT_OFF && sd_event_source_get_time(m->data_expiry_source, &armed) >= 0 && armed <= when)
+                return 0;
+        r = sd_event_source_set_time(m->data_expiry_source, when);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(m->data_expiry_source, SD_EVENT_ONESHOT);
+        return r;
 }
 
 static void data_refuse(DataConnection *c, const char *reason) {
@@ -341,33 +384,38 @@ static void data_refuse(DataConnection *c, const char *reason) {
         data_fail(c, 0, FRAME_ERROR_NOT_ADMITTED, reason);
 }
 
+/* The caller runs data_step() next: the ticket, then requests already in GnuTLS's buffer. */
 static void data_admit(DataConnection *c) {
         Manager *m = c->manager;
         int r;
 
         c->state = DATA_OPEN;
+        c->ticket_pending = true;
         (void) data_timer_set(c, m->config.data_idle_timeout);
-        r = sd_event_add_time(m->event, &c->expiry_source, CLOCK_REALTIME, c->cert.not_after_usec, 1000000,
-                              data_on_expiry, c);
+        r = data_expiry_arm(m, c->cert.not_after_usec);
         if (r < 0) {
                 data_fail(c, 0, FRAME_ERROR_INTERNAL, "cannot watch the certificate's expiry");
                 return;
         }
         log_debug("%s #%" PRIu64 ": admitted (%s%s, certificate %s).", data_ep(c), c->id, tls_session_cipher(c->session),
                   c->resumed ? ", resumed" : "", c->cert.serial);
-        /* Requests that arrived during admission may already sit in GnuTLS's buffer: look now. */
-        (void) sd_event_source_set_enabled(c->defer_source, SD_EVENT_ONESHOT);
 }
 
+/*
+ * Inline (from admission_check_async() inside data_handshake_done(), inside
+ * data_step(): c->admission is not set yet) or later, from the loop.
+ */
 static void data_on_admission(Manager *m, const AdmissionResult *result, void *userdata) {
         DataConnection *c = userdata;
+        bool later = c->admission;
 
         c->admission = NULL;
         if (!result->admitted)
                 data_refuse(c, result->reason ?: "refused by policy");
         else
                 data_admit(c);
-        data_update(c);
+        if (later)
+                data_run(c);
 }
 
 static void data_handshake_done(DataConnection *c) {
@@ -413,7 +461,8 @@ static void data_handshake_done(DataConnection *c) {
         }
         AdmissionCert ac = { .uid = c->cert.uid, .serial = c->cert.serial };
         memcpy(ac.sha256, c->cert.sha256, sizeof ac.sha256);
-        r = admission_check_async(m, c->kind, c->fd, &ac, data_on_admission, c, &c->admission);
+        r = admission_check_async(m, c->kind, c->fd, &ac, ADMISSION_DONE_INLINE, data_on_admission, c,
+                                  &c->admission);
         if (r < 0)
                 data_refuse(c, "cannot judge the peer");
 }
@@ -444,6 +493,20 @@ static int data_step(DataConnection *c) {
                 return 0;
 
         case DATA_OPEN:
+                /* One ticket per admitted session, before any reply: GnuTLS wants it repeated after AGAIN. */
+                if (c->ticket_pending) {
+                        r = gnutls_session_ticket_send(c->session, 1, 0);
+                        if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED) {
+                                c->want = gnutls_record_get_direction(c->session) ? EPOLLOUT : EPOLLIN;
+                                return 0;
+                        }
+                        if (r < 0) {
+                                log_debug("%s #%" PRIu64 ": cannot send a session ticket: %s", data_ep(c), c->id,
+                                          gnutls_strerror(r));
+                                return -ECONNRESET;
+                        }
+                        c->ticket_pending = false;
+                }
                 r = data_flush(c);
                 if (r < 0)
                         return r;
@@ -494,11 +557,16 @@ static void data_update(DataConnection *c) {
                 events |= EPOLLOUT;
         if (c->state == DATA_ADMITTING)
                 events = 0;
-        r = sd_event_source_set_io_events(c->io_source, events ?: EPOLLIN);
+        if (events == c->io_events)
+                return;
+        r = events ? sd_event_source_set_io_events(c->io_source, events) : 0;
         if (r >= 0)
                 r = sd_event_source_set_enabled(c->io_source, events ? SD_EVENT_ON : SD_EVENT_OFF);
-        if (r < 0)
+        if (r < 0) {
                 data_connection_free(c);
+                return;
+        }
+        c->io_events = events;
 }
 
 static void data_run(DataConnection *c) {
@@ -574,6 +642,7 @@ int data_connection_new(Manager *m, PolicyEndpoint kind, int fd) {
                 .kind = kind,
                 .fd = TAKE_FD(cfd),
                 .state = DATA_HANDSHAKE,
+                .io_events = EPOLLIN,
                 .next = m->data_connections,
         };
         if (m->data_connections)
@@ -645,6 +714,7 @@ void data_stop(Manager *m) {
 void data_free_all(Manager *m) {
         while (m->data_connections)
                 data_connection_free(m->data_connections);
+        m->data_expiry_source = sd_event_source_disable_unref(m->data_expiry_source);
 }
 
 /* data-internal.h: what the relay and the key server see of a connection. */

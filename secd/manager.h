@@ -79,6 +79,7 @@ typedef struct Manager {
         SecdCA *ca;                     /* certificate authority and server credentials (ca.c) */
         TlsServer *tls;                 /* TLS priorities and session ticket key (tls.c) */
         DataConnection *data_connections; /* mTLS sessions on data and tcp, linked list (data.c) */
+        sd_event_source *data_expiry_source; /* their earliest certificate expiry (data.c) */
         HashPool *hash_pool;            /* worker threads for cold executable hashing (hash-pool.c) */
         DataCounters data_counters;
 

@@ -259,7 +259,12 @@ int tls_session_new(TlsServer *s, gnutls_certificate_credentials_t creds, int fd
         gnutls_session_t session = NULL;
         int r;
 
-        r = gnutls_init(&session, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL);
+        /*
+         * No tickets at the end of the handshake (GnuTLS 3.7 would send two after every
+         * one, full or resumed): data.c sends exactly one, and only once the client has
+         * been admitted, so a refused client never holds a ticket.
+         */
+        r = gnutls_init(&session, GNUTLS_SERVER | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL | GNUTLS_NO_AUTO_SEND_TICKET);
         if (r < 0)
                 return tls_error_to_errno(r);
         r = gnutls_priority_set(session, s->priority);

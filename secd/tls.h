@@ -42,6 +42,8 @@ int tls_server_rotate_ticket_key(TlsServer *s);
 /*
  * A server session on the connected, non-blocking fd with these
  * credentials (the caller keeps creds referenced for the session's life).
+ * It sends no session ticket by itself: the caller sends one with
+ * gnutls_session_ticket_send() once the client is admitted.
  */
 int tls_session_new(TlsServer *s, gnutls_certificate_credentials_t creds, int fd, gnutls_session_t *ret);
 

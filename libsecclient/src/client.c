@@ -1255,11 +1255,12 @@ static int connect_once(secclient *c) {
         }
 
         /*
-         * secd sends its session ticket right after the handshake, so it
-         * came before the PONG: keep it for a resumed handshake on the next
-         * connect (dropped whenever the credentials change).
+         * secd sends one session ticket per connection, full or resumed, once
+         * it has admitted us and before the PONG: keep the newest for a
+         * resumed handshake on the next connect (dropped whenever the
+         * credentials change).
          */
-        if (!gnutls_session_is_resumed(s) && (gnutls_session_get_flags(s) & GNUTLS_SFLAGS_SESSION_TICKET)) {
+        if (gnutls_session_get_flags(s) & GNUTLS_SFLAGS_SESSION_TICKET) {
                 gnutls_datum_t d = {};
 
                 if (gnutls_session_get_data2(s, &d) >= 0 && d.size > 0) {

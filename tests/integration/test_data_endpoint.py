@@ -284,6 +284,23 @@ class DataEndpointTest(SecdTestCase):
         self.assertEqual(struct.unpack(">H", o.payload[:2])[0], 7, o)  # CERT_EXPIRED
         self.assertTrue(conn.closed_by_peer(5))
 
+    def test_expiry_of_one_session_among_longer_ones(self):
+        """One expiry timer for all sessions: a later, shorter certificate still ends on time."""
+        import datetime
+        self.start()
+        long_conn = self.connect()
+        self.assert_pong(long_conn)
+        not_after = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=5)).replace(microsecond=0)
+        conn = self.connect(self.client_ctx(not_after=not_after, name="short"))
+        self.assert_pong(conn)
+        o = conn.read_frame(15)
+        self.assertEqual((o.kind, o.type), ("frame", ERROR), o)
+        self.assertEqual(struct.unpack(">H", o.payload[:2])[0], 7, o)  # CERT_EXPIRED
+        self.assertTrue(conn.closed_by_peer(5))
+        # The other session goes on, and so do new ones.
+        self.assert_pong(long_conn, 9, b"still here")
+        self.assert_pong(self.connect())
+
     def test_sigterm_says_shutting_down(self):
         self.start()
         conn = self.connect()

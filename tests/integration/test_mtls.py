@@ -533,6 +533,27 @@ class CraftedCertificateTest(MtlsTestCase):
         o = self.attempt(*self.crafted())
         self.assert_pong(o, msg="a certificate like an enrolled one, made with the CA key")
 
+    def test_only_an_admitted_client_gets_a_session_ticket(self):
+        """docs/protocol.md: one ticket, sent after admission; a refused client gets none."""
+        d = self.secret_dir()
+        cert, key = self.crafted()
+        ctx = mt.tls_context(self.ca_path, mt.write_secret(d, "ok.pem", mt.cert_pem(cert)),
+                             mt.write_secret(d, "ok.key", mt.key_pem(key)))
+        o, conn, _ = mt.tls_ping(self.d.data, ctx, keep=True)
+        self.assert_pong(o)
+        self.assertTrue(conn.sock.session.has_ticket, "an admitted client got no session ticket")
+        conn.close()
+
+        cert, key = self.crafted(uri=mt.local_uri(NOBODY_UID, sha256_file(mt.PYTHON_EXE)))
+        ctx = mt.tls_context(self.ca_path, mt.write_secret(d, "no.pem", mt.cert_pem(cert)),
+                             mt.write_secret(d, "no.key", mt.key_pem(key)))
+        o, conn, _ = mt.tls_ping(self.d.data, ctx, keep=True)
+        self.assert_not_admitted(o, "certificate naming uid 65534 presented by root")
+        # Any ticket would have come before the ERROR frame that was just read.
+        session = conn.sock.session
+        conn.close()
+        self.assertFalse(session is not None and session.has_ticket, "a refused client got a session ticket")
+
     def test_expired_certificate_is_refused(self):
         now = datetime.datetime.now(datetime.timezone.utc)
         o = self.attempt(*self.crafted(not_before=now - datetime.timedelta(hours=2),
