@@ -37,7 +37,10 @@
  * open, so nothing is left behind and the next batch rewrites the WAL from
  * its start (the file keeps its size and is reused). The checkpointer does
  * not start another pass before the writer has finished the last one,
- * unless the WAL passes WRITER_CHECKPOINT_PAGES_MAX.
+ * unless the WAL passes WRITER_CHECKPOINT_PAGES_MAX; and it runs up to
+ * WRITER_CHECKPOINT_PASSES_MAX passes in a row while more than
+ * WRITER_CHECKPOINT_FINISH_MAX frames arrived during the last one, so the
+ * writer (with every send waiting) copies little: its two syncs remain.
  * Statement journals (one per job's savepoint) are kept in memory: written
  * to a temporary file they were most of the writer's disk writes.
  */
@@ -101,6 +104,9 @@ struct Writer {
 
 /* WAL pages (4 KiB by default) after which a checkpoint is started. */
 #define WRITER_CHECKPOINT_PAGES 1000
+/* The writer finishes a checkpoint only once at most this many frames are left (or after PASSES_MAX passes). */
+#define WRITER_CHECKPOINT_FINISH_MAX 128
+#define WRITER_CHECKPOINT_PASSES_MAX 4
 /* Past this the checkpointer and the writer run passes without waiting for each other. */
 #define WRITER_CHECKPOINT_PAGES_MAX (8 * WRITER_CHECKPOINT_PAGES)
 /* Even without news from the writer (the loop's connection also commits). */
@@ -351,6 +357,8 @@ static int writer_wal_hook(void *userdata, sqlite3 *sqlite, const char *name, in
 static void *writer_checkpoint_thread(void *userdata) {
         Writer *w = userdata;
 
+        unsigned again = 0;
+
         (void) pthread_mutex_lock(&w->lock);
         for (;;) {
                 struct timespec deadline;
@@ -359,7 +367,7 @@ static void *writer_checkpoint_thread(void *userdata) {
                 (void) clock_gettime(CLOCK_REALTIME, &deadline);
                 deadline.tv_sec += WRITER_CHECKPOINT_INTERVAL_SEC;
                 /* After a pass, the writer finishes it first (see the top of this file). */
-                while (!w->ckpt_stopping &&
+                while (!w->ckpt_stopping && again == 0 &&
                        (w->wal_pages < WRITER_CHECKPOINT_PAGES ||
                         (w->ckpt_passes > w->ckpt_passes_seen && w->wal_pages < WRITER_CHECKPOINT_PAGES_MAX)))
                         if (pthread_cond_timedwait(&w->ckpt_work, &w->lock, &deadline) == ETIMEDOUT)
@@ -377,9 +385,19 @@ static void *writer_checkpoint_thread(void *userdata) {
 
                 (void) pthread_mutex_lock(&w->lock);
                 w->ckpt_busy = false;
+                w->stats.checkpoints++;
+                /*
+                 * Frames written during the pass are what the writer will copy while
+                 * every send waits: if there are many, copy them here first.
+                 */
+                if (rc == SQLITE_OK && w->wal_pages - done_pages > WRITER_CHECKPOINT_FINISH_MAX &&
+                    again < WRITER_CHECKPOINT_PASSES_MAX) {
+                        again++;
+                        continue;
+                }
+                again = 0;
                 if (rc == SQLITE_OK)
                         w->ckpt_passes++;
-                w->stats.checkpoints++;
         }
         (void) pthread_mutex_unlock(&w->lock);
         return NULL;
