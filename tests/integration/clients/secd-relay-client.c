@@ -1697,6 +1697,13 @@ int main(int argc, char *argv[]) {
         if (r >= 0 && connect_first) {
                 char *connect_args[] = { (char *) "connect" };
                 r = run_command(&t, connect_args, 1);
+                /*
+                 * The crash-* loops reconnect by themselves: a first connect that met
+                 * secd being killed (the test kills it as soon as some sender made
+                 * progress, maybe before a slower one connected) is theirs to retry.
+                 */
+                if (r < 0 && transient(r) && !t.script && strncmp(argv[i], "crash-", 6) == 0)
+                        r = 0;
         } else if (r < 0) {
                 json_object *o = result_new("setup");
                 result_errno(o, &t, r);
