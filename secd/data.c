@@ -49,6 +49,8 @@ struct DataConnection {
         TlsCredentials *creds;          /* the server credentials this session uses (ref) */
         DataState state;
         sd_event_source *io_source, *timer_source, *defer_source;
+        DataConnection *kicked_prev, *kicked_next;      /* on m->data_kicked while kicked */
+        bool kicked;
         uint32_t want;                  /* EPOLLIN/EPOLLOUT a blocked GnuTLS call waits for */
         uint32_t io_events;             /* what io_source is set to (0: disabled) */
         bool ticket_pending;            /* admitted: one session ticket goes out before anything else */
@@ -141,6 +143,14 @@ static DataConnection *data_connection_free(DataConnection *c) {
         sd_event_source_disable_unref(c->io_source);
         sd_event_source_disable_unref(c->timer_source);
         sd_event_source_disable_unref(c->defer_source);
+        if (c->kicked) {
+                if (c->kicked_prev)
+                        c->kicked_prev->kicked_next = c->kicked_next;
+                else
+                        m->data_kicked = c->kicked_next;
+                if (c->kicked_next)
+                        c->kicked_next->kicked_prev = c->kicked_prev;
+        }
         if (c->session)
                 gnutls_deinit(c->session);
         tls_credentials_unref(c->creds);
@@ -829,6 +839,7 @@ void data_free_all(Manager *m) {
         while (m->data_connections)
                 data_connection_free(m->data_connections);
         m->data_expiry_source = sd_event_source_disable_unref(m->data_expiry_source);
+        m->data_flush_source = sd_event_source_disable_unref(m->data_flush_source);
 }
 
 /* data-internal.h: what the relay and the key server see of a connection. */
@@ -861,9 +872,47 @@ bool data_connection_is_open(const DataConnection *c) {
         return c->state == DATA_OPEN;
 }
 
+/*
+ * Replies queued outside a connection's own callbacks (writer completions:
+ * a batch answers many connections at once) are flushed together, in one
+ * loop iteration: a defer source per connection cost an iteration each,
+ * and every iteration of sd-event is an epoll_wait() that polls every
+ * ready socket again, plus a gettid().
+ */
+static int data_on_flush(sd_event_source *s, void *userdata) {
+        Manager *m = userdata;
+
+        /* Connections kicked meanwhile are taken too. */
+        while (m->data_kicked) {
+                DataConnection *c = m->data_kicked;
+
+                m->data_kicked = c->kicked_next;
+                if (m->data_kicked)
+                        m->data_kicked->kicked_prev = NULL;
+                c->kicked = false;
+                c->kicked_prev = c->kicked_next = NULL;
+                data_run(c);
+        }
+        return 0;
+}
+
 /* Flush from the loop's next iteration: the caller may be a writer completion, outside our I/O callback. */
 static void data_connection_kick(DataConnection *c) {
-        if (sd_event_source_set_enabled(c->defer_source, SD_EVENT_ONESHOT) < 0)
+        Manager *m = c->manager;
+
+        if (c->kicked)
+                return;
+        if (!m->data_flush_source && sd_event_add_defer(m->event, &m->data_flush_source, data_on_flush, m) < 0) {
+                data_fail(c, 0, FRAME_ERROR_INTERNAL, "cannot schedule a reply");
+                return;
+        }
+        c->kicked = true;
+        c->kicked_prev = NULL;
+        c->kicked_next = m->data_kicked;
+        if (m->data_kicked)
+                m->data_kicked->kicked_prev = c;
+        m->data_kicked = c;
+        if (sd_event_source_set_enabled(m->data_flush_source, SD_EVENT_ONESHOT) < 0)
                 data_fail(c, 0, FRAME_ERROR_INTERNAL, "cannot schedule a reply");
 }
 

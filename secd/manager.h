@@ -80,6 +80,8 @@ typedef struct Manager {
         TlsServer *tls;                 /* TLS priorities and session ticket key (tls.c) */
         DataConnection *data_connections; /* mTLS sessions on data and tcp, linked list (data.c) */
         sd_event_source *data_expiry_source; /* their earliest certificate expiry (data.c) */
+        sd_event_source *data_flush_source;  /* flushes every kicked connection in one iteration (data.c) */
+        DataConnection *data_kicked;         /* those connections (data.c) */
         HashPool *hash_pool;            /* worker threads for cold executable hashing (hash-pool.c) */
         DataCounters data_counters;
 
