@@ -69,8 +69,9 @@ int ctl_status_print(FILE *f, json_object *reply) {
         static const char *const cache_names[] = { "entries", "capacity", "hits", "misses", "evictions", "too_large" };
         static const char *const tls_names[] = { "handshakes", "resumed", "handshake_failures", "handshake_timeouts",
                                                  "refused" };
-        static const char *const pool_names[] = { "queued", "submitted", "coalesced", "rejected_busy", "rejected_uid" };
-        int64_t uptime, generation, rules, conn[4], dec[3], cache[6], tls[5] = { -1 }, pool[5] = { -1 };
+        static const char *const pool_names[] = { "queued", "submitted", "coalesced", "rejected_busy", "rejected_uid",
+                                                   "rejected_budget" };
+        int64_t uptime, generation, rules, conn[4], dec[3], cache[6], tls[5] = { -1 }, pool[6] = { -1 };
         const char *version, *mode;
         char up[64];
 
@@ -110,7 +111,8 @@ int ctl_status_print(FILE *f, json_object *reply) {
                         ", refused %" PRId64 "\n", tls[0], tls[1], tls[2], tls[3], tls[4]);
         if (pool[0] >= 0)
                 fprintf(f, "hash-pool: queued %" PRId64 ", hashed %" PRId64 ", shared %" PRId64 ", busy %" PRId64
-                        ", per-uid limit %" PRId64 "\n", pool[0], pool[1], pool[2], pool[3], pool[4]);
+                        ", per-uid limit %" PRId64 ", per-uid budget %" PRId64 "\n", pool[0], pool[1], pool[2],
+                        pool[3], pool[4], pool[5]);
         return 0;
 }
 

@@ -290,11 +290,15 @@ int admission_check_async(Manager *m, PolicyEndpoint kind, int fd, const Admissi
                 (void) snprintf(r->reason, sizeof r->reason, "hash-error: no hashing threads");
                 r->decided = true;
         } else {
+                hash_pool_set_uid_budget(m->hash_pool, m->config.hash_uid_rate, m->config.hash_uid_burst);
                 k = hash_pool_submit(m->hash_pool, r->id->exe_fd, &r->id->exe_stat, r->id->uid, admission_on_hash, r,
                                      &r->job);
                 if (k >= 0)
                         goto submitted;
-                if (k == -EUSERS)
+                if (k == -EDQUOT)
+                        (void) snprintf(r->reason, sizeof r->reason,
+                                        "busy: this uid's hashing budget is used up (hash_uid_rate)");
+                else if (k == -EUSERS)
                         (void) snprintf(r->reason, sizeof r->reason, "busy: too many hashes in flight for this uid");
                 else if (k == -EBUSY)
                         (void) snprintf(r->reason, sizeof r->reason, "busy: hash queue full");

@@ -30,6 +30,8 @@ typedef struct Config {
         uint64_t request_timeout;       /* usec */
         uint64_t hash_max_size;         /* bytes */
         uint64_t hash_cache_entries;
+        uint64_t hash_uid_rate;         /* bytes per second of cold hashing per uid; 0: no limit */
+        uint64_t hash_uid_burst;        /* bytes */
         uint64_t audit_max_rows;
         uint64_t drain_timeout;         /* usec */
         uint64_t handshake_timeout;     /* usec: TLS handshake and admission on data/tcp */

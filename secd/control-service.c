@@ -55,6 +55,7 @@ static int control_status_add_tls(Manager *m, json_object *reply) {
             add_int(pool, "completed", (int64_t) hp.completed) < 0 ||
             add_int(pool, "rejected_busy", (int64_t) hp.rejected_busy) < 0 ||
             add_int(pool, "rejected_uid", (int64_t) hp.rejected_uid) < 0 ||
+            add_int(pool, "rejected_budget", (int64_t) hp.rejected_budget) < 0 ||
             add_int(pool, "coalesced", (int64_t) hp.coalesced) < 0) {
                 json_object_put(tls);
                 json_object_put(pool);

@@ -138,6 +138,8 @@ static const char *enroll_reason_class(const AdmissionResult *result) {
                 return "namespace";
         if (strncmp(r, "hash", 4) == 0)
                 return "hash";
+        if (strncmp(r, "busy", 4) == 0)
+                return "busy";
         return "policy";
 }
 

@@ -2,9 +2,28 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
+#include <time.h>
 
 #include "hash-pool.h"
 #include "log.h"
+
+/*
+ * What one uid may still have hashed: a token bucket of bytes (refilled at
+ * budget_rate bytes per second up to budget_burst). The table is small and
+ * bounded; a uid that finds no entry takes a free one, else one whose bucket
+ * is full again (forgetting it loses nothing), else the least recently used
+ * (whose owner then starts with a full bucket: with HASH_POOL_UID_BUDGETS
+ * uids hashing at once, the concurrency limits still hold).
+ */
+#define HASH_POOL_UID_BUDGETS 64
+
+typedef struct HashBudget {
+        bool used;
+        uint32_t uid;
+        uint64_t tokens;                /* bytes */
+        uint64_t refilled_usec;         /* CLOCK_MONOTONIC */
+        uint64_t last_use;              /* LRU clock */
+} HashBudget;
 
 struct HashJob {
         HashJob *next;                  /* in the queue or the done list */
@@ -45,7 +64,97 @@ struct HashPool {
         sd_event_source *event_source;
 
         HashPoolStats stats;
+
+        /* Loop thread only (hash_pool_submit() and hash_pool_set_uid_budget()). */
+        uint64_t budget_rate;           /* bytes per second; 0: no limit */
+        uint64_t budget_burst;
+        HashBudget budgets[HASH_POOL_UID_BUDGETS];
+        uint64_t budget_clock;
 };
+
+static uint64_t hash_pool_now_usec(void) {
+        struct timespec ts;
+
+        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static void hash_budget_refill(const HashPool *p, HashBudget *b, uint64_t now) {
+        uint64_t elapsed = now > b->refilled_usec ? now - b->refilled_usec : 0, add;
+
+        /* An hour refills any bucket (burst <= 1T, rate >= 1 byte/s would not, but then it is the rate's). */
+        if (elapsed >= UINT64_C(3600) * 1000000)
+                add = p->budget_burst;
+        else
+                add = (uint64_t) ((unsigned __int128) elapsed * p->budget_rate / 1000000);
+        b->tokens = add >= p->budget_burst - MIN(b->tokens, p->budget_burst) ? p->budget_burst : b->tokens + add;
+        b->refilled_usec = now;
+}
+
+/* The bucket of uid, made (full) if it has none. */
+static HashBudget *hash_budget_get(HashPool *p, uint32_t uid, uint64_t now) {
+        HashBudget *victim = NULL;
+
+        for (size_t i = 0; i < HASH_POOL_UID_BUDGETS; i++) {
+                HashBudget *b = &p->budgets[i];
+
+                if (b->used && b->uid == uid) {
+                        hash_budget_refill(p, b, now);
+                        b->last_use = ++p->budget_clock;
+                        return b;
+                }
+        }
+        for (size_t i = 0; i < HASH_POOL_UID_BUDGETS && !victim; i++)
+                if (!p->budgets[i].used)
+                        victim = &p->budgets[i];
+        for (size_t i = 0; i < HASH_POOL_UID_BUDGETS && !victim; i++) {
+                hash_budget_refill(p, &p->budgets[i], now);
+                if (p->budgets[i].tokens >= p->budget_burst)
+                        victim = &p->budgets[i];
+        }
+        if (!victim) {
+                victim = &p->budgets[0];
+                for (size_t i = 1; i < HASH_POOL_UID_BUDGETS; i++)
+                        if (p->budgets[i].last_use < victim->last_use)
+                                victim = &p->budgets[i];
+        }
+        *victim = (HashBudget) {
+                .used = true,
+                .uid = uid,
+                .tokens = p->budget_burst,
+                .refilled_usec = now,
+                .last_use = ++p->budget_clock,
+        };
+        return victim;
+}
+
+/*
+ * Charge uid for hashing size bytes: 0, or -EDQUOT if its budget is used up.
+ * A file larger than the whole burst is hashed only from a full bucket.
+ */
+static int hash_budget_charge(HashPool *p, uint32_t uid, uint64_t size) {
+        HashBudget *b;
+
+        if (p->budget_rate == 0)
+                return 0;
+        b = hash_budget_get(p, uid, hash_pool_now_usec());
+        if (b->tokens >= size)
+                b->tokens -= size;
+        else if (b->tokens >= p->budget_burst)
+                b->tokens = 0;
+        else
+                return -EDQUOT;
+        return 0;
+}
+
+void hash_pool_set_uid_budget(HashPool *p, uint64_t rate, uint64_t burst) {
+        if (!p || (p->budget_rate == rate && p->budget_burst == burst))
+                return;
+        p->budget_rate = rate;
+        p->budget_burst = MAX(burst, (uint64_t) 1);
+        /* New terms: every uid starts again with a full bucket. */
+        memset(p->budgets, 0, sizeof p->budgets);
+}
 
 static bool stat_same_file(const struct stat *a, const struct stat *b) {
         return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
@@ -278,6 +387,13 @@ int hash_pool_submit(HashPool *p, int fd, const struct stat *st, uint32_t uid, H
                 (void) pthread_mutex_unlock(&p->lock);
                 free(j);
                 return -EBUSY;
+        }
+        /* Last, so a job refused for another reason costs no budget. */
+        if (hash_budget_charge(p, uid, st->st_size > 0 ? (uint64_t) st->st_size : 0) < 0) {
+                p->stats.rejected_budget++;
+                (void) pthread_mutex_unlock(&p->lock);
+                free(j);
+                return -EDQUOT;
         }
         *j = (HashJob) {
                 .pool = p,

@@ -43,7 +43,8 @@ void hash_pool_set_cache(HashPool *p, ExeHashCache *cache);
  * hashed (same dev, inode, size, mtime, ctime) is not hashed again: the
  * new job waits for that result and counts against no limit. Otherwise
  * -EBUSY if the queue is full, -EUSERS if uid has HASH_POOL_PER_UID_MAX
- * jobs in flight.
+ * jobs in flight, -EDQUOT if uid's hashing budget (hash_pool_set_uid_budget())
+ * cannot pay for st->st_size bytes now.
  */
 int hash_pool_submit(HashPool *p, int fd, const struct stat *st, uint32_t uid, HashPoolDone done, void *userdata,
                      HashJob **ret);
@@ -51,8 +52,16 @@ int hash_pool_submit(HashPool *p, int fd, const struct stat *st, uint32_t uid, H
 /* done will not run for this job. NULL-safe. */
 void hash_job_cancel(HashJob *j);
 
+/*
+ * The bytes of cold hashing one uid may cause: a token bucket refilled at
+ * rate bytes per second up to burst (rate 0: no limit, the default). A file
+ * larger than burst is hashed only from a full bucket, which it empties.
+ * Changing either starts every uid with a full bucket. Loop thread only.
+ */
+void hash_pool_set_uid_budget(HashPool *p, uint64_t rate, uint64_t burst);
+
 typedef struct HashPoolStats {
-        uint64_t submitted, completed, rejected_busy, rejected_uid;
+        uint64_t submitted, completed, rejected_busy, rejected_uid, rejected_budget;
         uint64_t coalesced;             /* waited for a job hashing the same file */
         size_t queued;
 } HashPoolStats;

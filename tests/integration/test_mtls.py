@@ -512,6 +512,48 @@ class ColdHashTest(ClientTestCase):
                         f"handshake+PING latencies {shown} while enrolling took {hashing:.2f} s")
 
 
+class HashBudgetTest(ClientTestCase):
+    """Each uid may make secd hash only so many bytes of cold executables (hash_uid_rate/burst)."""
+
+    # 1 byte/s refills nothing during the test; 8M at once.
+    BURST = 8 << 20
+    secd_extra_args = ("--hash-uid-rate", "1", "--hash-uid-burst", str(BURST))
+
+    def padded_copy(self, name, size):
+        p = self.path("bin", name)
+        shutil.copy(self.client, p)
+        self.assertLessEqual(os.path.getsize(p), size)
+        with open(p, "r+b") as f:
+            f.truncate(size)    # sparse zeros after the ELF: it still runs
+        os.chmod(p, 0o755)
+        return p
+
+    def test_budget_used_up_refuses_cold_binaries_only(self):
+        # nobody: a uid that has had nothing hashed yet, so its budget is full.
+        self.add_rule("allow", "--uid", str(NOBODY_UID))
+        size = self.BURST - (64 << 10)
+        a, b = self.padded_copy("client-a", size), self.padded_copy("client-b", size)
+        code, steps, info = self.run_client("ping", exe=a, uid=NOBODY_UID)     # fits: 64K left
+        self.assertEqual(code, 0, info)
+        after = self.last_audit_id()
+        code, steps, info = self.run_client("ping", exe=b, uid=NOBODY_UID)     # does not fit: refused
+        self.assertNotEqual(code, 0, info)
+        self.assertIs(steps["enroll"]["ok"], False, info)
+        self.assertEqual(steps["enroll"]["error"], "EACCES", info)
+        found = self.wait_decision(after, "enroll", uid=NOBODY_UID, exe=b, verdict="deny", admit=False)
+        self.assertIn("hashing budget", found[0].get("reason", ""), found)
+        pool = self.secctl_json("status", daemon=self.d)["hash_pool"]
+        self.assertEqual(pool["rejected_budget"], 1, pool)
+        self.assertIn("per-uid budget 1", self.secctl("status", daemon=self.d).stdout)
+        # Warm executables cost nothing: a again (its enrollment and its data
+        # connection) is served from the cache.
+        code, steps, info = self.run_client("ping", exe=a, uid=NOBODY_UID)
+        self.assertEqual(code, 0, info)
+        pool = self.secctl_json("status", daemon=self.d)["hash_pool"]
+        self.assertEqual(pool["rejected_budget"], 1, pool)
+        # (Each uid has a bucket of its own: tests/unit/test-hash-pool.c.)
+
+
 class CraftedCertificateTest(MtlsTestCase):
     """Certificates made here: one valid control, then one property changed at a time."""
 

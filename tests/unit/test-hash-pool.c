@@ -102,6 +102,75 @@ static void test_too_large(void **state) {
         close(fd);
 }
 
+/*
+ * The per-uid hashing budget: bytes are charged at submit, refused with
+ * -EDQUOT once used up (for that uid only), a file larger than the burst
+ * only from a full bucket, coalesced jobs free, and new terms start over.
+ * A rate of 1 byte/s refills nothing within the test.
+ */
+static void test_uid_budget(void **state) {
+        enum { KIB = 1024 };
+        sd_event *e = NULL;
+        ExeHashCache *cache = NULL;
+        HashPool *p = NULL;
+        HashPoolStats stats;
+        Result res[8] = {};
+        struct stat st[6];
+        int fd[6];
+
+        (void) state;
+        assert_int_equal(sd_event_new(&e), 0);
+        assert_int_equal(exe_hash_cache_new(16, UINT64_C(1) << 30, &cache), 0);
+        assert_int_equal(hash_pool_new(e, cache, &p), 0);
+        fd[0] = make_file(600 * KIB, &st[0]);
+        fd[1] = make_file(600 * KIB + 1, &st[1]);
+        fd[2] = make_file(300 * KIB, &st[2]);
+        fd[3] = make_file(3000 * KIB, &st[3]);       /* larger than the burst */
+        fd[4] = make_file(4 * KIB, &st[4]);
+        fd[5] = make_file(400 * KIB, &st[5]);
+
+        hash_pool_set_uid_budget(p, 1, 1000 * KIB);
+        assert_int_equal(hash_pool_submit(p, fd[0], &st[0], 7, on_done, &res[0], NULL), 0);   /* 400K left */
+        /* The same file while it is on its way: shared, free. */
+        assert_int_equal(hash_pool_submit(p, fd[0], &st[0], 7, on_done, &res[1], NULL), 0);
+        assert_int_equal(hash_pool_submit(p, fd[1], &st[1], 7, on_done, &res[7], NULL), -EDQUOT);
+        assert_int_equal(hash_pool_submit(p, fd[2], &st[2], 7, on_done, &res[2], NULL), 0);   /* 100K left */
+        /* Another uid has its own budget; a file over the burst empties a full bucket. */
+        assert_int_equal(hash_pool_submit(p, fd[3], &st[3], 8, on_done, &res[3], NULL), 0);
+        assert_int_equal(hash_pool_submit(p, fd[4], &st[4], 8, on_done, &res[7], NULL), -EDQUOT);
+        /* uid 7 asking for the big file while it is on its way: shared, free. */
+        assert_int_equal(hash_pool_submit(p, fd[3], &st[3], 7, on_done, &res[6], NULL), 0);
+        run_until(e, res, 4);
+        run_until(e, &res[6], 1);
+        for (size_t i = 0; i < 4; i++)
+                assert_int_equal(res[i].r, 0);
+        assert_int_equal(res[6].r, 0);
+        assert_int_equal(hash_pool_submit(p, fd[5], &st[5], 7, on_done, &res[7], NULL), -EDQUOT);
+        /* Once it is done, hashing it again is charged: over the burst, and uid 7's bucket is not full. */
+        assert_int_equal(hash_pool_submit(p, fd[3], &st[3], 7, on_done, &res[7], NULL), -EDQUOT);
+        hash_pool_stats(p, &stats);
+        assert_int_equal(stats.rejected_budget, 4);
+        assert_int_equal(stats.rejected_uid, 0);
+
+        /* New terms: a full bucket again; rate 0: no limit at all. */
+        hash_pool_set_uid_budget(p, 1, 500 * KIB);
+        assert_int_equal(hash_pool_submit(p, fd[5], &st[5], 7, on_done, &res[4], NULL), 0);
+        assert_int_equal(hash_pool_submit(p, fd[1], &st[1], 7, on_done, &res[7], NULL), -EDQUOT);
+        hash_pool_set_uid_budget(p, 0, 500 * KIB);
+        assert_int_equal(hash_pool_submit(p, fd[1], &st[1], 7, on_done, &res[5], NULL), 0);
+        run_until(e, &res[4], 2);
+        assert_int_equal(res[4].r, 0);
+        assert_int_equal(res[5].r, 0);
+        hash_pool_stats(p, &stats);
+        assert_int_equal(stats.rejected_budget, 5);
+
+        hash_pool_free(p);
+        exe_hash_cache_free(cache);
+        sd_event_unref(e);
+        for (size_t i = 0; i < 6; i++)
+                close(fd[i]);
+}
+
 static void test_per_uid_limit_and_cancel(void **state) {
         sd_event *e = NULL;
         ExeHashCache *cache = NULL, *cache2 = NULL;
@@ -205,6 +274,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_hash_matches),
                 cmocka_unit_test(test_too_large),
+                cmocka_unit_test(test_uid_budget),
                 cmocka_unit_test(test_per_uid_limit_and_cancel),
                 cmocka_unit_test(test_same_file_coalesced),
         };
