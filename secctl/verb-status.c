@@ -68,10 +68,10 @@ int ctl_status_print(FILE *f, json_object *reply) {
         static const char *const dec_names[] = { "allowed", "denied", "permissive" };
         static const char *const cache_names[] = { "entries", "capacity", "hits", "misses", "evictions", "too_large" };
         static const char *const tls_names[] = { "handshakes", "resumed", "handshake_failures", "handshake_timeouts",
-                                                 "refused" };
+                                                 "refused", "uid_limit" };
         static const char *const pool_names[] = { "queued", "submitted", "coalesced", "rejected_busy", "rejected_uid",
                                                    "rejected_budget" };
-        int64_t uptime, generation, rules, conn[4], dec[3], cache[6], tls[5] = { -1 }, pool[6] = { -1 };
+        int64_t uptime, generation, rules, conn[4], dec[3], cache[6], tls[6] = { -1 }, pool[6] = { -1 };
         const char *version, *mode;
         char up[64];
 
@@ -108,7 +108,8 @@ int ctl_status_print(FILE *f, json_object *reply) {
                 dec[2], cache[0], cache[1], cache[2], cache[3], cache[4], cache[5]);
         if (tls[0] >= 0)
                 fprintf(f, "tls: handshakes %" PRId64 " (resumed %" PRId64 "), failed %" PRId64 ", timed out %" PRId64
-                        ", refused %" PRId64 "\n", tls[0], tls[1], tls[2], tls[3], tls[4]);
+                        ", refused %" PRId64 ", over the per-uid session limit %" PRId64 "\n", tls[0], tls[1], tls[2],
+                        tls[3], tls[4], tls[5]);
         if (pool[0] >= 0)
                 fprintf(f, "hash-pool: queued %" PRId64 ", hashed %" PRId64 ", shared %" PRId64 ", busy %" PRId64
                         ", per-uid limit %" PRId64 ", per-uid budget %" PRId64 "\n", pool[0], pool[1], pool[2],

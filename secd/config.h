@@ -36,6 +36,7 @@ typedef struct Config {
         uint64_t drain_timeout;         /* usec */
         uint64_t handshake_timeout;     /* usec: TLS handshake and admission on data/tcp */
         uint64_t data_idle_timeout;     /* usec: between frames on data/tcp */
+        uint64_t data_sessions_per_uid; /* open sessions of one peer uid on the Unix data endpoint */
         uint64_t frame_payload_max;     /* bytes of one frame's payload (hard cap 16 MiB) */
         uint64_t client_cert_lifetime;  /* usec: enrollment certificates */
         uint64_t server_cert_lifetime;  /* usec: the endpoints' server certificate */

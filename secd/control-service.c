@@ -50,7 +50,8 @@ static int control_status_add_tls(Manager *m, json_object *reply) {
             add_int(tls, "resumed", (int64_t) d->resumed) < 0 ||
             add_int(tls, "handshake_failures", (int64_t) d->handshake_failures) < 0 ||
             add_int(tls, "handshake_timeouts", (int64_t) d->handshake_timeouts) < 0 ||
-            add_int(tls, "refused", (int64_t) d->refused) < 0 || add_int(pool, "queued", (int64_t) hp.queued) < 0 ||
+            add_int(tls, "refused", (int64_t) d->refused) < 0 ||
+            add_int(tls, "uid_limit", (int64_t) d->uid_limit) < 0 || add_int(pool, "queued", (int64_t) hp.queued) < 0 ||
             add_int(pool, "submitted", (int64_t) hp.submitted) < 0 ||
             add_int(pool, "completed", (int64_t) hp.completed) < 0 ||
             add_int(pool, "rejected_busy", (int64_t) hp.rejected_busy) < 0 ||

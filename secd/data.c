@@ -71,6 +71,7 @@ struct DataConnection {
         size_t send_pending;            /* length of a gnutls_record_send() that returned AGAIN */
         CertIdentity cert;
         bool have_cert;
+        uid_t peer_uid;                 /* SO_PEERCRED at accept (Unix data endpoint only) */
         bool resumed;
         uint64_t frames_in;
         RelaySession *relay;            /* relay and key-server state (relay.c), NULL until used */
@@ -738,6 +739,7 @@ static int data_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
 int data_connection_new(Manager *m, PolicyEndpoint kind, int fd) {
         _cleanup_close_ int cfd = fd;
+        uid_t peer_uid = (uid_t) -1;
         DataConnection *c;
         int r;
 
@@ -750,6 +752,31 @@ int data_connection_new(Manager *m, PolicyEndpoint kind, int fd) {
         if (kind == POLICY_ENDPOINT_TCP) {
                 int one = 1;
                 (void) setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        } else {
+                /*
+                 * The session cap is shared by everybody on the machine: one local user
+                 * must not be able to hold all of it (connect, and never finish the
+                 * handshake, again and again). Counted at accept, before any TLS work.
+                 */
+                struct ucred cred;
+                socklen_t len = sizeof cred;
+                uint64_t n = 0;
+
+                if (getsockopt(cfd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof cred)
+                        return log_debug_errno(negative_errno(), "%s: cannot read the peer's credentials, "
+                                               "connection closed: %m", policy_endpoint_to_string(kind));
+                for (DataConnection *o = m->data_connections; o; o = o->next)
+                        if (o->kind == kind && o->peer_uid == cred.uid)
+                                n++;
+                if (n >= m->config.data_sessions_per_uid) {
+                        m->data_counters.uid_limit++;
+                        if (data_log_allowed())
+                                log_notice("%s: uid %u has %" PRIu64 " sessions open "
+                                           "(data_sessions_per_uid), connection closed.",
+                                           policy_endpoint_to_string(kind), (unsigned) cred.uid, n);
+                        return -EUSERS;
+                }
+                peer_uid = cred.uid;
         }
 
         c = calloc(1, sizeof *c);
@@ -762,6 +789,7 @@ int data_connection_new(Manager *m, PolicyEndpoint kind, int fd) {
                 .fd = TAKE_FD(cfd),
                 .state = DATA_HANDSHAKE,
                 .io_events = EPOLLIN,
+                .peer_uid = peer_uid,
                 .next = m->data_connections,
         };
         if (m->data_connections)

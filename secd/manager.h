@@ -47,6 +47,7 @@ typedef struct DataCounters {
         uint64_t handshake_failures;    /* alert, bad or missing certificate, not TLS */
         uint64_t handshake_timeouts;    /* handshake_timeout reached */
         uint64_t refused;               /* completed, then not admitted (NOT_ADMITTED) */
+        uint64_t uid_limit;             /* closed at accept: the peer uid had data_sessions_per_uid open */
 } DataCounters;
 
 typedef struct Manager {

@@ -13,7 +13,7 @@ import struct
 import time
 import unittest
 
-from secdtest import SecdTestCase, Deadline
+from secdtest import NOBODY_UID, SecdTestCase, Deadline, run_as, wait_until
 from mtlstest import (HAVE_CRYPTOGRAPHY, ERR_CERT_REVOKED, enroll_python, serial_hex, PYTHON_EXE, PING, PONG, ERROR, ERR_BAD_FRAME, ERR_UNKNOWN_TYPE,
                       ERR_TOO_LARGE, ERR_NOT_ADMITTED, ERR_IDLE_TIMEOUT, FrameConn, frame, key_pem, cert_pem,
                       local_uri, make_client_cert, make_key, tls_connect, tls_context)
@@ -200,6 +200,46 @@ class DataEndpointTest(SecdTestCase):
         self.assertGreater(took, 0.5)
         self.assertLess(took, 5)
         self.assertEqual(self.secctl_json("status")["tls"]["handshake_timeouts"], 1)
+
+    def test_sessions_per_uid(self):
+        """One uid cannot hold all sessions: past data_sessions_per_uid secd closes its connections at once."""
+
+        def closed_at_once(path, wait=0.4):
+            """Connect raw: True if secd closes the connection before `wait` (it waits for a ClientHello otherwise)."""
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.settimeout(wait)
+                s.connect(path)
+                try:
+                    return s.recv(1) == b""
+                except socket.timeout:
+                    return False
+            finally:
+                s.close()
+
+        self.start("--data-sessions-per-uid", "3", "--handshake-timeout", "30s")
+        held = []
+        for _ in range(3):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.addCleanup(s.close)
+            s.connect(self.d.data)
+            held.append(s)
+        # secd has accepted the three (they wait for a ClientHello) ...
+        wait_until(lambda: self.secctl_json("status")["connections"]["data"] == 3,
+                   what="secd accepting the 3 held connections")
+        # ... and closes root's fourth at once, whatever it would say.
+        self.assertTrue(closed_at_once(self.d.data))
+        st = self.secctl_json("status")
+        self.assertEqual(st["tls"]["uid_limit"], 1, st)
+        self.assertEqual(st["connections"]["data"], 3, st)
+        # Another uid is not affected (its connection waits for a handshake).
+        self.assertFalse(run_as(NOBODY_UID, closed_at_once, self.d.data))
+        # Closing one of root's frees a place: a TLS session gets its PONG.
+        held.pop().close()
+        wait_until(lambda: self.secctl_json("status")["connections"]["data"] == 2,
+                   what="secd noticing the closed connection")
+        self.assert_pong(self.connect())
+        self.assertEqual(self.secctl_json("status")["tls"]["uid_limit"], 1)
 
     def test_handshake_failure_logs_are_rate_limited(self):
         # Anyone who can connect causes these lines: the journal gets a bounded number.

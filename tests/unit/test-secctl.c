@@ -576,7 +576,8 @@ static void test_status_audit_format(void **state) {
 
         /* secd with the mTLS endpoints also reports TLS and hashing-pool counters. */
         json_object_object_add(status, "tls", json_tokener_parse(
-                "{\"handshakes\":5,\"resumed\":2,\"handshake_failures\":1,\"handshake_timeouts\":0,\"refused\":3}"));
+                "{\"handshakes\":5,\"resumed\":2,\"handshake_failures\":1,\"handshake_timeouts\":0,\"refused\":3,"
+                "\"uid_limit\":4}"));
         json_object_object_add(status, "hash_pool", json_tokener_parse(
                 "{\"queued\":0,\"submitted\":4,\"completed\":4,\"rejected_busy\":0,\"rejected_uid\":1,"
                 "\"rejected_budget\":2,\"coalesced\":6}"));
@@ -584,7 +585,7 @@ static void test_status_audit_format(void **state) {
         assert_int_equal(ctl_status_print(f, status), 0);
         fclose(f);
         assert_non_null(strstr(buf, "hash-cache: entries 3/1024, hits 7, misses 3, evictions 0, too-large 1\n"
-                                    "tls: handshakes 5 (resumed 2), failed 1, timed out 0, refused 3\n"
+                                    "tls: handshakes 5 (resumed 2), failed 1, timed out 0, refused 3, over the per-uid session limit 4\n"
                                     "hash-pool: queued 0, hashed 4, shared 6, busy 0, per-uid limit 1, per-uid budget 2\n"));
         free(buf);
         json_object_object_del(status, "tls");
