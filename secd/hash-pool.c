@@ -51,6 +51,7 @@ struct HashPool {
         pthread_t threads[HASH_POOL_THREADS];
         size_t n_threads;
         bool stopping;
+        bool held;                      /* workers take no new job (hash_pool_hold()) */
 
         HashJob *queue_head, *queue_tail;
         size_t n_queued;
@@ -193,7 +194,7 @@ static void *hash_pool_worker(void *userdata) {
                 uint64_t one = 1;
                 bool skip;
 
-                while (!p->stopping && !p->queue_head)
+                while (!p->stopping && (p->held || !p->queue_head))
                         (void) pthread_cond_wait(&p->work, &p->lock);
                 if (p->stopping)
                         break;
@@ -328,6 +329,14 @@ void hash_pool_set_cache(HashPool *p, ExeHashCache *cache) {
         p->cache = cache;
         while (p->cache_users > 0)
                 (void) pthread_cond_wait(&p->cache_idle, &p->lock);
+        (void) pthread_mutex_unlock(&p->lock);
+}
+
+void hash_pool_hold(HashPool *p, bool hold) {
+        (void) pthread_mutex_lock(&p->lock);
+        p->held = hold;
+        if (!hold)
+                (void) pthread_cond_broadcast(&p->work);
         (void) pthread_mutex_unlock(&p->lock);
 }
 

@@ -60,6 +60,12 @@ void hash_job_cancel(HashJob *j);
  */
 void hash_pool_set_uid_budget(HashPool *p, uint64_t rate, uint64_t burst);
 
+/*
+ * While held, workers start no new job (jobs already hashing finish): queued
+ * jobs stay on their way, for tests that need a job to be still in flight.
+ */
+void hash_pool_hold(HashPool *p, bool hold);
+
 typedef struct HashPoolStats {
         uint64_t submitted, completed, rejected_busy, rejected_uid, rejected_budget;
         uint64_t coalesced;             /* waited for a job hashing the same file */
