@@ -50,9 +50,13 @@ static const char *const db_statement_sql[_DB_STMT_MAX] = {
         [DB_STMT_AUDIT_NEWEST] =
                 "SELECT id, time_usec, kind, message, fields_json FROM "
                 "(SELECT * FROM audit ORDER BY id DESC LIMIT ?1) ORDER BY id",
+        /*
+         * Ids are dense (AUTOINCREMENT, rows leave only from the old end): the newest
+         * ?1 are the ids above max - ?1. Two rowid lookups, not a walk over ?1 rows
+         * (OFFSET stepped through up to audit_max_rows rows every trim).
+         */
         [DB_STMT_AUDIT_TRIM] =
-                "DELETE FROM audit WHERE id <= "
-                "(SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+                "DELETE FROM audit WHERE id <= (SELECT max(id) FROM audit) - ?1",
 };
 
 int db_errno_from_sqlite(sqlite3 *sqlite, int rc) {

@@ -1124,6 +1124,45 @@ static void test_audit_list_bounded(void **state) {
         db_audit_entries_free(e, n);
 }
 
+/*
+ * Trimming a big trail costs what it removes, not what it keeps: counted in
+ * SQLite's virtual-machine steps (deterministic), not in time. Keeping the
+ * newest 5,990 of 6,000 used to step through all 5,990 (OFFSET).
+ */
+static void test_audit_trim_bounded_work(void **state) {
+        _cleanup_(db_closep) Db *db = NULL;
+        DbAuditEntry *e = NULL;
+        sqlite3_stmt *trim;
+        size_t n;
+        int steps;
+
+        assert_int_equal(db_open(":memory:", DB_OPEN_CREATE, &db), 0);
+        assert_int_equal(db_begin(db), 0);
+        for (size_t i = 0; i < 6000; i++)
+                assert_int_equal(db_audit_append(db, &(DbAuditEntry) { .kind = (char *) "k", .message = (char *) "m" }, NULL), 0);
+        assert_int_equal(db_commit(db), 0);
+
+        assert_int_equal(db_audit_trim(db, 5990), 10);
+        trim = db->stmts[DB_STMT_AUDIT_TRIM];
+        assert_non_null(trim);
+        steps = sqlite3_stmt_status(trim, SQLITE_STMTSTATUS_VM_STEP, 1);
+        assert_true(steps > 0);
+        assert_true(steps < 1000);
+
+        /* Exactly the newest stay. */
+        assert_int_equal(db_audit_list(db, 0, 1, &e, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(e[0].id, 11);
+        db_audit_entries_free(e, n);
+        assert_int_equal(db_audit_trim(db, 5990), 0);
+        assert_int_equal(db_audit_trim(db, 6000), 0);
+        assert_int_equal(db_audit_trim(db, 1), 5989);
+        assert_int_equal(db_audit_list(db, -1, 10, &e, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(e[0].id, 6000);
+        db_audit_entries_free(e, n);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
 
 int main(void) {
@@ -1155,6 +1194,7 @@ int main(void) {
                 T(test_settings),
                 T(test_audit),
                 cmocka_unit_test(test_audit_list_bounded),
+                cmocka_unit_test(test_audit_trim_bounded_work),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
