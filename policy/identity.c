@@ -52,10 +52,6 @@ static int sys_pidfd_open(pid_t pid) {
         return fd < 0 ? negative_errno() : fd;
 }
 
-static int sys_pidfd_send_signal(int pidfd, int sig) {
-        return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? negative_errno() : 0;
-}
-
 ProcessIdentity *process_identity_free(ProcessIdentity *id) {
         if (!id)
                 return NULL;
@@ -88,26 +84,19 @@ int process_identity_verify_alive(const ProcessIdentity *id) {
                 return -EINVAL;
 
         /*
-         * Signal 0 checks existence; EPERM still means the process exists.
-         * ENOSYS only comes from emulators and syscall filters (the call is
-         * as old as pidfds): the poll below decides alone then.
-         */
-        r = sys_pidfd_send_signal(id->pidfd, 0);
-        if (r == -ESRCH)
-                return -ESRCH;
-        if (r < 0 && r != -EPERM && r != -ENOSYS)
-                return r;
-
-        /*
-         * A zombie still accepts signal 0, but it has exited: a pidfd polls
-         * readable once its process has exited, reaped or not.
+         * A pidfd polls readable once its process has exited: a zombie and a
+         * reaped process alike (the kernel's thread_group_exited(), since
+         * pidfds can be polled, Linux 5.3). One call, no signal needed; a
+         * process whose leader thread exited while others run is alive.
          */
         p = (struct pollfd) { .fd = id->pidfd, .events = POLLIN };
         r = poll(&p, 1, 0);
         if (r < 0)
                 return negative_errno();
-        if (r > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)))
-                return p.revents & POLLNVAL ? -EBADF : -ESRCH;
+        if (r > 0 && (p.revents & POLLNVAL))
+                return -EBADF;
+        if (r > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)))
+                return -ESRCH;
         return 0;
 }
 
@@ -140,7 +129,9 @@ static int read_proc_file_at(int dirfd, const char *name, size_t max, char **ret
                         buf = p;
                 }
 
-                n = read(fd, buf + len, size - 1 - len);
+                size_t want = size - 1 - len;
+
+                n = read(fd, buf + len, want);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -149,6 +140,13 @@ static int read_proc_file_at(int dirfd, const char *name, size_t max, char **ret
                 if (n == 0)
                         break;
                 len += (size_t) n;
+                /*
+                 * procfs makes the whole text of a file like status on the first
+                 * read and hands out as much as fits: a read shorter than asked
+                 * for has returned the rest (no read for the end of file).
+                 */
+                if ((size_t) n < want)
+                        break;
         }
 
         if (memchr(buf, 0, len))
@@ -597,7 +595,7 @@ static int socket_peer_pidfd(int fd, pid_t pid, int *ret) {
         return 0;
 }
 
-int process_identity_from_socket(int fd, ProcessIdentity **ret) {
+int process_identity_from_socket_full(int fd, const struct ucred *peer, bool want_groups, ProcessIdentity **ret) {
         _cleanup_(process_identity_freep) ProcessIdentity *id = NULL;
         struct ucred cred;
         socklen_t len;
@@ -606,15 +604,21 @@ int process_identity_from_socket(int fd, ProcessIdentity **ret) {
         if (!ret)
                 return -EINVAL;
 
-        r = socket_check_connected_unix(fd);
-        if (r < 0)
-                return r;
+        if (peer) {
+                if (fd < 0)
+                        return -EBADF;
+                cred = *peer;
+        } else {
+                r = socket_check_connected_unix(fd);
+                if (r < 0)
+                        return r;
 
-        len = sizeof cred;
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
-                return negative_errno();
-        if (len != sizeof cred)
-                return -EBADMSG;
+                len = sizeof cred;
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+                        return negative_errno();
+                if (len != sizeof cred)
+                        return -EBADMSG;
+        }
         /* pid 0: the peer lives in a pid namespace we cannot see into. */
         if (cred.pid <= 0)
                 return -ESRCH;
@@ -627,9 +631,11 @@ int process_identity_from_socket(int fd, ProcessIdentity **ret) {
         id->uid = cred.uid;
         id->gid = cred.gid;
 
-        r = socket_peer_groups(fd, &id->supplementary_gids, &id->n_supplementary_gids);
-        if (r < 0)
-                return r;
+        if (want_groups) {
+                r = socket_peer_groups(fd, &id->supplementary_gids, &id->n_supplementary_gids);
+                if (r < 0)
+                        return r;
+        }
 
         r = socket_peer_pidfd(fd, cred.pid, &id->pidfd);
         if (r < 0)
@@ -641,6 +647,10 @@ int process_identity_from_socket(int fd, ProcessIdentity **ret) {
 
         *ret = TAKE_PTR(id);
         return 0;
+}
+
+int process_identity_from_socket(int fd, ProcessIdentity **ret) {
+        return process_identity_from_socket_full(fd, NULL, true, ret);
 }
 
 int process_identity_from_pid(pid_t pid, ProcessIdentity **ret) {

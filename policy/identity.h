@@ -11,6 +11,7 @@
  * is an error, which callers turn into a denial.
  */
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -42,6 +43,16 @@ typedef struct ProcessIdentity {
  *   other negative errno on failure.
  */
 int process_identity_from_socket(int fd, ProcessIdentity **ret);
+
+/*
+ * The same, for a caller that knows more. peer: SO_PEERCRED as the caller
+ * already read it from this very socket, which it knows to be a connected
+ * AF_UNIX socket (accept() on a Unix listener); the credentials are fixed at
+ * connect(), so they are not read again. NULL: read and check as above.
+ * want_groups false: supplementary_gids stays empty (NULL, 0): only for a
+ * policy without gid selectors (policy_snapshot_uses_gids()).
+ */
+int process_identity_from_socket_full(int fd, const struct ucred *peer, bool want_groups, ProcessIdentity **ret);
 
 /* Same, from an explicit pid (used by tests and by Policy.Test for a live pid). */
 int process_identity_from_pid(pid_t pid, ProcessIdentity **ret);

@@ -421,6 +421,7 @@ struct PolicySnapshot {
         atomic_uint n_ref;
         uint64_t generation;
         PolicyMode mode;
+        bool uses_gids;         /* some rule has a gid selector */
         size_t n_rules;
         PolicyRuleDigest *digests; /* n_rules, same order, in the same allocation */
         PolicyRule rules[]; /* evaluation order: deny before allow, then ascending id */
@@ -517,6 +518,8 @@ int policy_snapshot_new(PolicyRule *rules, size_t n_rules, uint64_t generation, 
                 const PolicyRule *r = &rules[order[i]];
 
                 s->rules[i] = *r;
+                if (r->selectors & POLICY_SEL_GID)
+                        s->uses_gids = true;
                 s->digests[i] = (PolicyRuleDigest) {
                         .selectors = r->selectors,
                         .uid = r->uid,
@@ -557,6 +560,11 @@ PolicySnapshot *policy_snapshot_unref(PolicySnapshot *s) {
                 policy_rule_done(&s->rules[i]);
         free(s);
         return NULL;
+}
+
+bool policy_snapshot_uses_gids(const PolicySnapshot *s) {
+        /* Unknown: assume the groups matter. */
+        return !s || s->uses_gids;
 }
 
 uint64_t policy_snapshot_generation(const PolicySnapshot *s) {

@@ -168,6 +168,8 @@ PolicySnapshot *policy_snapshot_unref(PolicySnapshot *s);
 DEFINE_TRIVIAL_CLEANUP_FUNC(PolicySnapshot *, policy_snapshot_unref);
 
 uint64_t policy_snapshot_generation(const PolicySnapshot *s) _pure_;
+/* True if a rule selects by gid (then a query needs the client's supplementary groups); true for NULL. */
+bool policy_snapshot_uses_gids(const PolicySnapshot *s) _pure_;
 PolicyMode policy_snapshot_mode(const PolicySnapshot *s) _pure_;
 size_t policy_snapshot_n_rules(const PolicySnapshot *s) _pure_;
 const PolicyRule *policy_snapshot_rule(const PolicySnapshot *s, size_t i) _pure_;

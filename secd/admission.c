@@ -137,6 +137,7 @@ struct AdmissionRequest {
         char sha256_hex[SHA256_HEX_LEN + 1];
         char reason[160];
         bool decided;                   /* facts are final (denied before hashing) */
+        bool warm;                      /* hash from the cache: liveness was just proven by the facts */
 };
 
 AdmissionRequest *admission_request_free(AdmissionRequest *r) {
@@ -167,7 +168,12 @@ static void admission_request_finish(AdmissionRequest *r) {
         }
         hex_encode(r->sha256, sizeof r->sha256, r->sha256_hex);
 
-        k = process_identity_verify_alive(r->id);
+        /*
+         * After a cold hash (time has passed) the peer must still be the process whose
+         * facts were read. A warm answer comes right after process_identity_from_socket()
+         * proved exactly that, on the same loop iteration: no second check then.
+         */
+        k = r->warm ? 0 : process_identity_verify_alive(r->id);
         if (k < 0) {
                 (void) snprintf(r->reason, sizeof r->reason, "identity-error: %s", strerror(-k));
                 goto decided;
@@ -230,8 +236,8 @@ static int admission_on_defer(sd_event_source *s, void *userdata) {
         return 0;
 }
 
-int admission_check_async(Manager *m, PolicyEndpoint kind, int fd, const AdmissionCert *cert, AdmissionFlags flags,
-                          AdmissionDone done, void *userdata, AdmissionRequest **ret_request) {
+int admission_check_async(Manager *m, PolicyEndpoint kind, int fd, const struct ucred *peer, const AdmissionCert *cert,
+                          AdmissionFlags flags, AdmissionDone done, void *userdata, AdmissionRequest **ret_request) {
         AdmissionRequest *r;
         int k;
 
@@ -257,7 +263,8 @@ int admission_check_async(Manager *m, PolicyEndpoint kind, int fd, const Admissi
                 r->facts.cert_serial = cert->serial ? strncpy(r->cert_serial, cert->serial, CA_SERIAL_HEX_LEN) : NULL;
         }
 
-        k = process_identity_from_socket(fd, &r->id);
+        /* Supplementary groups (a syscall and an allocation) only when a rule could select by them. */
+        k = process_identity_from_socket_full(fd, peer, policy_snapshot_uses_gids(r->snapshot), &r->id);
         if (k < 0) {
                 (void) snprintf(r->reason, sizeof r->reason, "identity-error: %s", strerror(-k));
                 r->decided = true;
@@ -283,8 +290,10 @@ int admission_check_async(Manager *m, PolicyEndpoint kind, int fd, const Admissi
 
         /* Warm: the cache answers at once. Cold: a worker hashes, the loop goes on. */
         k = exe_hash_cache_lookup(m->hash_cache, &r->id->exe_stat, r->sha256);
-        if (k > 0)
+        if (k > 0) {
+                r->warm = (flags & ADMISSION_DONE_INLINE) != 0;
                 goto later;
+        }
         /* Never hashed on the loop: without the pool there is no cold hashing at all. */
         if (!m->hash_pool) {
                 (void) snprintf(r->reason, sizeof r->reason, "hash-error: no hashing threads");

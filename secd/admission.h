@@ -58,14 +58,15 @@ typedef struct AdmissionCert {
 
 /*
  * Start judging the peer of fd (which the caller keeps open until done
- * runs). Returns 0 when the decision is pending: *ret_request is the
+ * runs). peer: SO_PEERCRED as the caller read it from fd, an accepted
+ * AF_UNIX socket (then not read again), or NULL. Returns 0 when the decision is pending: *ret_request is the
  * caller's handle for cancelling (admission_request_free()); it becomes
  * invalid once done has run. Returns 1 (only with ADMISSION_DONE_INLINE)
  * when done has already run: *ret_request is NULL. Negative errno: done
  * will not run.
  */
-int admission_check_async(Manager *m, PolicyEndpoint kind, int fd, const AdmissionCert *cert, AdmissionFlags flags,
-                          AdmissionDone done, void *userdata, AdmissionRequest **ret_request);
+int admission_check_async(Manager *m, PolicyEndpoint kind, int fd, const struct ucred *peer, const AdmissionCert *cert,
+                          AdmissionFlags flags, AdmissionDone done, void *userdata, AdmissionRequest **ret_request);
 
 /* Cancel: done will not run. NULL-safe. */
 AdmissionRequest *admission_request_free(AdmissionRequest *r);

@@ -61,6 +61,7 @@ struct DataConnection {
          * calls and fewer wake-ups of the peer (each flight and each record was a send).
          */
         size_t rx_off, rx_len;
+        bool rx_drained;                /* the last recv() came back short: the socket is empty */
         size_t tx_len;
         uint8_t rx[DATA_RX_SIZE];
         uint8_t tx[DATA_TX_SIZE];
@@ -72,6 +73,7 @@ struct DataConnection {
         CertIdentity cert;
         bool have_cert;
         uid_t peer_uid;                 /* SO_PEERCRED at accept (Unix data endpoint only) */
+        struct ucred peer_cred;         /* the same, whole, for admission */
         bool resumed;
         uint64_t frames_in;
         RelaySession *relay;            /* relay and key-server state (relay.c), NULL until used */
@@ -224,11 +226,25 @@ static ssize_t data_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len) {
         ssize_t n;
 
         if (c->rx_off == c->rx_len) {
-                if (len >= sizeof c->rx)
-                        return recv(c->fd, buf, len, MSG_DONTWAIT);
+                /*
+                 * A short read emptied the socket: until epoll says otherwise (data_on_io()),
+                 * a recv() would only say EAGAIN (one per step: after each flight and request).
+                 * Safe because every EAGAIN goes back to the loop waiting for EPOLLIN, which
+                 * is level-triggered: bytes that arrived meanwhile wake it at once.
+                 */
+                if (c->rx_drained) {
+                        errno = EAGAIN;
+                        return -1;
+                }
+                if (len >= sizeof c->rx) {
+                        n = recv(c->fd, buf, len, MSG_DONTWAIT);
+                        c->rx_drained = n >= 0 && (size_t) n < len;
+                        return n;
+                }
                 n = recv(c->fd, c->rx, sizeof c->rx, MSG_DONTWAIT);
                 if (n <= 0)
                         return n;
+                c->rx_drained = (size_t) n < sizeof c->rx;
                 c->rx_off = 0;
                 c->rx_len = (size_t) n;
         }
@@ -240,10 +256,14 @@ static ssize_t data_pull(gnutls_transport_ptr_t ptr, void *buf, size_t len) {
 
 static int data_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms) {
         DataConnection *c = ptr;
+        int r;
 
         if (c->rx_off < c->rx_len)
                 return 1;
-        return poll(&(struct pollfd) { .fd = c->fd, .events = POLLIN }, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int) ms);
+        r = poll(&(struct pollfd) { .fd = c->fd, .events = POLLIN }, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int) ms);
+        if (r > 0)
+                c->rx_drained = false;
+        return r;
 }
 
 /* Queue a whole frame for sending. */
@@ -558,8 +578,9 @@ static void data_handshake_done(DataConnection *c) {
         }
         AdmissionCert ac = { .uid = c->cert.uid, .serial = c->cert.serial };
         memcpy(ac.sha256, c->cert.sha256, sizeof ac.sha256);
-        r = admission_check_async(m, c->kind, c->fd, &ac, ADMISSION_DONE_INLINE, data_on_admission, c,
-                                  &c->admission);
+        /* The credentials read at accept: the same socket, fixed at connect(). */
+        r = admission_check_async(m, c->kind, c->fd, c->kind == POLICY_ENDPOINT_DATA ? &c->peer_cred : NULL, &ac,
+                                  ADMISSION_DONE_INLINE, data_on_admission, c, &c->admission);
         if (r < 0)
                 data_refuse(c, "cannot judge the peer");
 }
@@ -701,7 +722,11 @@ static void data_run(DataConnection *c) {
 }
 
 static int data_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        data_run(userdata);
+        DataConnection *c = userdata;
+
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                c->rx_drained = false;
+        data_run(c);
         return 0;
 }
 
@@ -740,6 +765,7 @@ static int data_on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 int data_connection_new(Manager *m, PolicyEndpoint kind, int fd) {
         _cleanup_close_ int cfd = fd;
         uid_t peer_uid = (uid_t) -1;
+        struct ucred peer_cred = {};
         DataConnection *c;
         int r;
 
@@ -777,6 +803,7 @@ int data_connection_new(Manager *m, PolicyEndpoint kind, int fd) {
                         return -EUSERS;
                 }
                 peer_uid = cred.uid;
+                peer_cred = cred;
         }
 
         c = calloc(1, sizeof *c);
@@ -790,6 +817,7 @@ int data_connection_new(Manager *m, PolicyEndpoint kind, int fd) {
                 .state = DATA_HANDSHAKE,
                 .io_events = EPOLLIN,
                 .peer_uid = peer_uid,
+                .peer_cred = peer_cred,
                 .next = m->data_connections,
         };
         if (m->data_connections)

@@ -277,7 +277,7 @@ static int enroll_issue(ControlConnection *c, const VarlinkCall *call) {
                 return -ENOMEM;
 
         /* The live peer, judged now (not at connect): hashing a cold executable runs off the loop. */
-        r = admission_check_async(m, POLICY_ENDPOINT_ENROLL, c->fd, NULL, 0, enroll_admitted, c, &p->request);
+        r = admission_check_async(m, POLICY_ENDPOINT_ENROLL, c->fd, NULL, NULL, 0, enroll_admitted, c, &p->request);
         if (r < 0)
                 return log_error_errno(r, "enroll #%" PRIu64 ": cannot start admission: %m", c->serial);
         c->userdata = TAKE_PTR(p);

@@ -397,11 +397,11 @@ def parse_client_output(text):
     return steps
 
 
-def run_client(exe, args, uid=None, gid=None, pass_fds=(), timeout=None, env=None, stdin=None):
+def run_client(exe, args, uid=None, gid=None, pass_fds=(), timeout=None, env=None, stdin=None, extra_groups=()):
     """Run the test client to completion. Returns (exit status, {step: result}, stdout, stderr)."""
     kw = {}
     if uid is not None:
-        kw.update(user=uid, group=gid if gid is not None else uid, extra_groups=[])
+        kw.update(user=uid, group=gid if gid is not None else uid, extra_groups=list(extra_groups))
     cp = subprocess.run([exe, *args], capture_output=True, text=True, env=base_env(env),
                         timeout=TIMEOUT if timeout is None else timeout, cwd="/",
                         pass_fds=pass_fds, input=stdin, **kw)

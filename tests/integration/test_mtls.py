@@ -243,9 +243,9 @@ class ClientTestCase(MtlsTestCase):
         return ["--enroll-socket", self.d.enroll, "--endpoint", self.d.data, "--timeout",
                 str(int(TIMEOUT * 1000 / 2)), *args]
 
-    def run_client(self, *args, exe=None, uid=None, pass_fds=(), stdin=None):
+    def run_client(self, *args, exe=None, uid=None, pass_fds=(), stdin=None, extra_groups=()):
         code, steps, out, err = mt.run_client(exe or self.client, self.client_args(*args), uid=uid,
-                                              pass_fds=pass_fds, stdin=stdin)
+                                              pass_fds=pass_fds, stdin=stdin, extra_groups=extra_groups)
         report = sanitizer_report(err)
         if report:
             self.fail(f"secd-test-client: sanitizer report:\n{report}")
@@ -321,6 +321,31 @@ class ClientAdmissionTest(ClientTestCase):
         self.wait_decision(after, "enroll", uid=NOBODY_UID, sha256=self.client_sha, verdict="deny", admit=False)
         # Root with the very same file is let in: the uid made the difference.
         code, steps, info = self.run_client("ping")
+        self.assertEqual(code, 0, info)
+
+    def test_supplementary_group_rules_decide_on_the_data_endpoint(self):
+        # secd reads the peer's supplementary groups only while a rule selects by gid:
+        # with one, a group the client has only as a supplementary one must count.
+        self.allow_only(self.client_sha)
+        member, banned = 4242, 4243
+        self.add_rule("allow", "--gid", str(member), "--sha256", self.client_sha)
+        code, steps, info = self.run_client("ping", uid=NOBODY_UID, extra_groups=[member])
+        self.assertEqual(code, 0, info)
+        self.assertIs(steps["ping"]["ok"], True, info)
+        # Without the group, nobody is refused (at enrollment, by the same policy).
+        code, steps, info = self.run_client("ping", uid=NOBODY_UID)
+        self.assertIs(steps["enroll"]["ok"], False, info)
+        # A deny rule for a supplementary group on the data endpoint only: enrollment
+        # still succeeds, the data endpoint refuses.
+        self.add_rule("deny", "--gid", str(banned), "--endpoint", "data")
+        after = self.last_audit_id()
+        code, steps, info = self.run_client("ping", uid=NOBODY_UID, extra_groups=[member, banned])
+        self.assertNotEqual(code, 0, info)
+        self.assertIs(steps["enroll"]["ok"], True, info)
+        self.assert_client_refused(steps, info)
+        self.wait_decision(after, "data", uid=NOBODY_UID, verdict="deny", admit=False)
+        # The member without the banned group is still served.
+        code, steps, info = self.run_client("ping", uid=NOBODY_UID, extra_groups=[member])
         self.assertEqual(code, 0, info)
 
     def test_modified_copy_of_the_binary_is_refused(self):

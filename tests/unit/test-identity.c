@@ -204,6 +204,37 @@ static void test_socketpair_self(void **state) {
         safe_close(pair[1]);
 }
 
+/* The caller's SO_PEERCRED is taken as it is; the groups only when asked for. */
+static void test_known_peer_without_groups(void **state) {
+        _cleanup_(process_identity_freep) ProcessIdentity *id = NULL, *with = NULL;
+        struct ucred cred, bogus;
+        socklen_t len = sizeof cred;
+        int pair[2];
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+        assert_int_equal(getsockopt(pair[0], SOL_SOCKET, SO_PEERCRED, &cred, &len), 0);
+        assert_int_equal(process_identity_from_socket_full(pair[0], &cred, false, &id), 0);
+        assert_int_equal(id->pid, getpid());
+        assert_int_equal(id->uid, geteuid());
+        assert_int_equal(id->gid, getegid());
+        assert_null(id->supplementary_gids);
+        assert_int_equal(id->n_supplementary_gids, 0);
+        assert_int_equal(process_identity_verify_alive(id), 0);
+        assert_int_equal(process_identity_from_socket_full(pair[0], &cred, true, &with), 0);
+        assert_is_this_process(with);
+
+        /* What a caller hands in is still checked like what the kernel says. */
+        bogus = cred;
+        bogus.pid = 0;
+        assert_int_equal(process_identity_from_socket_full(pair[0], &bogus, false, &id), -ESRCH);
+        bogus = cred;
+        bogus.uid = (uid_t) -1;
+        assert_int_equal(process_identity_from_socket_full(pair[0], &bogus, false, &id), -EBADMSG);
+        assert_int_equal(process_identity_from_socket_full(-1, &cred, false, &id), -EBADF);
+        safe_close(pair[0]);
+        safe_close(pair[1]);
+}
+
 static void test_dgram_socketpair_self(void **state) {
         _cleanup_(process_identity_freep) ProcessIdentity *id = NULL;
         int pair[2];
@@ -584,6 +615,7 @@ int main(int argc, char *argv[]) {
 
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_socketpair_self),
+                cmocka_unit_test(test_known_peer_without_groups),
                 cmocka_unit_test(test_dgram_socketpair_self),
                 cmocka_unit_test(test_from_pid_self),
                 cmocka_unit_test(test_exe_hash_of_identity),

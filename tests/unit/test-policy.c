@@ -353,6 +353,24 @@ static void test_snapshot_basics(void **state) {
         assert_int_equal(policy_snapshot_n_rules(empty), 0);
 }
 
+/* Whether a query needs the client's supplementary groups: only if some rule selects by gid. */
+static void test_snapshot_uses_gids(void **state) {
+        PolicyRule rules[] = {
+                rule_sha(POLICY_ACTION_ALLOW, 1, hash_a),
+                rule_endpoint(POLICY_ACTION_DENY, 2, POLICY_ENDPOINT_TCP),
+                { .id = 3, .action = POLICY_ACTION_DENY, .selectors = POLICY_SEL_GID | POLICY_SEL_ENDPOINT,
+                  .gid = 4243, .endpoint = POLICY_ENDPOINT_DATA },
+        };
+        PolicySnapshot *without = snapshot_of(rules, 2, 1, POLICY_MODE_ENFORCE);
+        PolicySnapshot *with = snapshot_of(rules, 3, 2, POLICY_MODE_ENFORCE);
+
+        assert_false(policy_snapshot_uses_gids(without));
+        assert_true(policy_snapshot_uses_gids(with));
+        assert_true(policy_snapshot_uses_gids(NULL));
+        policy_snapshot_unref(without);
+        policy_snapshot_unref(with);
+}
+
 static void test_snapshot_rejects(void **state) {
         PolicySnapshot *s = NULL;
         PolicyRule *array = calloc(2, sizeof(PolicyRule));
@@ -836,6 +854,7 @@ int main(void) {
                 cmocka_unit_test(test_invalid_query),
                 cmocka_unit_test(test_snapshot_threads),
                 cmocka_unit_test(test_thousand_rules),
+                cmocka_unit_test(test_snapshot_uses_gids),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
