@@ -77,7 +77,7 @@ has "$secd" /usr/sbin/secd /usr/bin/secctl /etc/secd/secd.conf \
         "$unitdir/secd-control.socket" "$unitdir/secd-tcp.socket" \
         /usr/lib/sysusers.d/secd.conf /usr/lib/tmpfiles.d/secd.conf /var/lib/secd \
         /usr/share/bash-completion/completions/secctl
-has "$lib" "$libdir/libsecclient.so.1" "$libdir/libsecclient.so.$version"
+has "$lib" "$libdir/libsecclient.so.1" "$libdir/libsecclient.so.1.0.0"
 has "$dev" /usr/include/secclient.h "$libdir/libsecclient.so" "$libdir/pkgconfig/secclient.pc" \
         "$libdir/cmake/secclient/secclientConfig.cmake"
 secmsg_rpm=$(pkg secmsg)
