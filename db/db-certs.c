@@ -212,6 +212,32 @@ fail:
         return r;
 }
 
+int db_cert_prune(Db *db, int64_t before_sec, size_t limit, size_t *ret_removed) {
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *stmt = NULL;
+        int changes, r, rc;
+
+        if (!db || !ret_removed || limit == 0 || limit > INT64_MAX)
+                return -EINVAL;
+        /* Through certificates_not_after; the revocations follow by ON DELETE CASCADE. */
+        r = db_prepare(db,
+                       "DELETE FROM certificates WHERE serial IN (SELECT serial FROM certificates "
+                       "WHERE not_after_sec < ?1 ORDER BY not_after_sec LIMIT ?2)",
+                       &stmt);
+        if (r < 0)
+                return r;
+        rc = sqlite3_bind_int64(stmt, 1, before_sec);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_bind_int64(stmt, 2, (sqlite3_int64) limit);
+        if (rc != SQLITE_OK)
+                return db_error(db, rc);
+        rc = sqlite3_step(stmt);
+        if (rc != SQLITE_DONE)
+                return db_error(db, rc);
+        changes = sqlite3_changes(db->sqlite);
+        *ret_removed = (size_t) MAX(changes, 0);
+        return (size_t) changes >= limit ? 1 : 0;
+}
+
 int db_cert_revoke(Db *db, const uint8_t *serial, size_t serial_len, int reason, int64_t revoked_usec) {
         _cleanup_db_txn_ DbTxn txn = {};
         _cleanup_(sqlite3_finalizep) sqlite3_stmt *check = NULL, *stmt = NULL;

@@ -184,6 +184,13 @@ int db_cert_get(Db *db, const uint8_t *serial, size_t serial_len, DbCert *ret);
  * ones if there are more). Free with db_certs_free().
  */
 int db_cert_list(Db *db, DbCert **ret, size_t *ret_n);
+/*
+ * Remove the records of certificates that expired before before_sec (their
+ * revocations go with them: an expired certificate is refused anyway), at
+ * most limit, earliest expiry first. *ret_removed: how many. Returns 1 if
+ * the limit was reached (more may be waiting), else 0, or negative errno.
+ */
+int db_cert_prune(Db *db, int64_t before_sec, size_t limit, size_t *ret_removed);
 void db_cert_done(DbCert *c);
 void db_certs_free(DbCert *c, size_t n);
 /*

@@ -39,6 +39,7 @@ typedef struct Config {
         uint64_t data_sessions_per_uid; /* open sessions of one peer uid on the Unix data endpoint */
         uint64_t frame_payload_max;     /* bytes of one frame's payload (hard cap 16 MiB) */
         uint64_t client_cert_lifetime;  /* usec: enrollment certificates */
+        uint64_t cert_retention;        /* usec the record of an expired certificate is kept */
         uint64_t server_cert_lifetime;  /* usec: the endpoints' server certificate */
         uint64_t enroll_rate_limit;     /* Enroll.Issue calls per uid per enroll_rate_interval */
         uint64_t enroll_rate_interval;  /* usec */

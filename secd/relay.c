@@ -883,13 +883,20 @@ static int relay_ack(RelaySession *s, const FrameHeader *h, const uint8_t *paylo
         return 0;
 }
 
-/* Expiry sweep */
+/*
+ * Expiry sweep: expired messages and dedup keys, and the records of
+ * certificates that expired more than cert_retention ago (the store's other
+ * table that only grows: every enrollment adds a row). One writer job per
+ * chunk; a full chunk of either continues, a bounded number per interval.
+ */
 
 typedef struct SweepJob {
         RelayJob base;
         int64_t now_usec;
+        int64_t cert_before_sec;        /* certificates expired before this are forgotten */
         size_t deleted;
-        bool more;              /* db_messages_expire() hit its limit (messages or dedup keys) */
+        size_t certs_removed;
+        bool more;              /* db_messages_expire() or db_cert_prune() hit its limit */
 } SweepJob;
 
 static int relay_sweep_submit(Relay *relay);
@@ -903,6 +910,10 @@ static int relay_sweep_run(Db *db, RelayJob *base) {
         if (r < 0)
                 return r;
         j->more = r > 0;
+        r = db_cert_prune(db, j->cert_before_sec, RELAY_SWEEP_CHUNK, &j->certs_removed);
+        if (r < 0)
+                return r;
+        j->more = j->more || r > 0;
         return 0;
 }
 
@@ -916,6 +927,9 @@ static void relay_sweep_done(RelayJob *base, int r) {
                 return;
         }
         relay->counters.expired += j->deleted;
+        if (j->certs_removed > 0)
+                log_info("Removed the records of %zu certificates that expired more than cert_retention ago.",
+                         j->certs_removed);
         /* A full chunk: more may be waiting; go on, a bounded number of chunks per interval. */
         if (j->more && relay->sweep_chunks < RELAY_SWEEP_CHUNKS_MAX &&
             relay_sweep_submit(relay) >= 0)
@@ -935,6 +949,8 @@ static int relay_sweep_submit(Relay *relay) {
         j->base.run = relay_sweep_run;
         j->base.done = relay_sweep_done;
         j->now_usec = (int64_t) now_usec(CLOCK_REALTIME);
+        j->cert_before_sec = (j->now_usec - (int64_t) MIN(relay_config(relay)->cert_retention, (uint64_t) INT64_MAX / 2)) /
+                             INT64_C(1000000);
         r = relay_job_queue(relay, NULL, &j->base);
         if (r < 0) {
                 free(j);

@@ -14,8 +14,10 @@ import hashlib
 import json
 import os
 import re
+import sqlite3
 import stat
 import subprocess
+import time
 import unittest
 
 from secdtest import (EXIT_FAILURE, EXIT_PERMISSION, EXIT_SUCCESS, EXIT_USAGE, NOBODY_GID, NOBODY_UID,
@@ -306,6 +308,37 @@ class CertsTest(SecdTestCase):
             return ("revoked certificate " + first["serial"] in audit
                     and "issued certificate " + other["serial"] in audit)
         wait_until(both, what="the issue and revocation audit entries")
+
+    def test_expired_records_are_pruned_after_cert_retention(self):
+        # Every enrollment adds a record; expired ones must not pile up for years.
+        gone = self.issue("host-old", self.outdir("old"))
+        kept = self.issue("host-recent", self.outdir("recent"))
+        fresh = self.issue("host-fresh", self.outdir("fresh"))
+        self.secctl("cert", "revoke", "host-old", expect=EXIT_SUCCESS)
+        self.d.stop()
+        # Age two records in the store: one expired 40 days ago (beyond the default
+        # cert_retention of 30 days), one 10 days ago (within it).
+        now = int(time.time())
+        db = sqlite3.connect(os.path.join(self.d.state_dir, "secd.db"))
+        try:
+            for doc, days in ((gone, 40), (kept, 10)):
+                cur = db.execute("UPDATE certificates SET not_before_sec = ?, not_after_sec = ? WHERE serial = ?",
+                                 (now - (days + 30) * 86400, now - days * 86400, bytes.fromhex(doc["serial"])))
+                self.assertEqual(cur.rowcount, 1)
+            db.commit()
+        finally:
+            db.close()
+        self.d.start()
+
+        def pruned():
+            serials = {c["serial"] for c in self.certs("--all")}
+            return gone["serial"] not in serials and serials
+        serials = wait_until(pruned, interval=0.2, what="the record expired 40 days ago to be removed by the first sweep")
+        self.assertIn(kept["serial"], serials)
+        self.assertIn(fresh["serial"], serials)
+        # Its revocation went with it; the certificate was expired anyway.
+        self.secctl("cert", "revoke", gone["serial"], expect=EXIT_FAILURE)
+        self.assertTrue(self.d.alive())
 
     # ---- ca show --------------------------------------------------------------
 

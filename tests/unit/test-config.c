@@ -78,6 +78,21 @@ static void test_relay_ranges(void **state) {
         config_done(&c);
 }
 
+/* cert_retention: 30 days by default, 1 hour to 100 years. */
+static void test_cert_retention(void **state) {
+        Config c;
+
+        assert_int_equal(config_init(&c), 0);
+        assert_true(c.cert_retention == UINT64_C(30) * 24 * 3600 * 1000000);
+        assert_int_equal(config_set(&c, "cert_retention", "1h", NULL), 0);
+        assert_true(c.cert_retention == UINT64_C(3600) * 1000000);
+        assert_int_equal(config_set(&c, "cert_retention", "59min", NULL), -ERANGE);
+        assert_int_equal(config_set(&c, "cert_retention", "365d", NULL), 0);
+        assert_int_equal(config_set(&c, "cert_retention", "forever", NULL), -EINVAL);
+        assert_true(c.cert_retention == UINT64_C(365) * 24 * 3600 * 1000000);
+        config_done(&c);
+}
+
 static void test_check_message_fits_frame(void **state) {
         _cleanup_free_ char *why = NULL;
         Config c;
@@ -152,6 +167,7 @@ int main(void) {
                 cmocka_unit_test(test_relay_defaults),
                 cmocka_unit_test(test_rates),
                 cmocka_unit_test(test_relay_ranges),
+                cmocka_unit_test(test_cert_retention),
                 cmocka_unit_test(test_check_message_fits_frame),
                 cmocka_unit_test(test_file_names_the_line),
         };

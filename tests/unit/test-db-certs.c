@@ -142,10 +142,57 @@ static void test_revoke(void **state) {
         db_close(db);
 }
 
+/* Expired records go, earliest expiry first, bounded; revocations with them; valid ones stay. */
+static void test_prune(void **state) {
+        Db *db = NULL;
+        DbCert c[5], got = {}, *list = NULL;
+        DbRevocation *rl = NULL;
+        size_t n = 0, removed = 99;
+
+        (void) state;
+        assert_int_equal(db_open(":memory:", DB_OPEN_CREATE, &db), 0);
+        for (uint8_t i = 0; i < 5; i++) {
+                c[i] = cert_make(i + 1, i % 2 == 0);
+                c[i].not_after_sec = 200 + 100 * i;     /* 200, 300, 400, 500, 600 */
+                assert_int_equal(db_cert_insert(db, &c[i]), 0);
+        }
+        assert_int_equal(db_cert_revoke(db, c[0].serial, c[0].serial_len, 0, 0), 0);
+        assert_int_equal(db_cert_revoke(db, c[4].serial, c[4].serial_len, 0, 0), 0);
+
+        assert_int_equal(db_cert_prune(db, 150, 10, &removed), 0);
+        assert_int_equal(removed, 0);
+        /* Limit reached: 1 (more may wait); the earliest expiry went first. */
+        assert_int_equal(db_cert_prune(db, 450, 1, &removed), 1);
+        assert_int_equal(removed, 1);
+        assert_int_equal(db_cert_get(db, c[0].serial, c[0].serial_len, &got), -ENOENT);
+        assert_int_equal(db_cert_prune(db, 450, 10, &removed), 0);
+        assert_int_equal(removed, 2);
+        /* Strictly before: not_after 500 is kept at 500. */
+        assert_int_equal(db_cert_prune(db, 500, 10, &removed), 0);
+        assert_int_equal(removed, 0);
+
+        assert_int_equal(db_cert_list(db, &list, &n), 0);
+        assert_int_equal(n, 2);
+        assert_memory_equal(list[0].serial, c[3].serial, 16);
+        assert_memory_equal(list[1].serial, c[4].serial, 16);
+        db_certs_free(list, n);
+        /* The pruned revocation went with its certificate, the other stays. */
+        assert_int_equal(db_revocations_list(db, 0, &rl, &n), 0);
+        assert_int_equal(n, 1);
+        assert_memory_equal(rl[0].serial, c[4].serial, 16);
+        free(rl);
+
+        assert_int_equal(db_cert_prune(db, 1000, 0, &removed), -EINVAL);
+        assert_int_equal(db_cert_prune(NULL, 1000, 1, &removed), -EINVAL);
+        assert_int_equal(db_cert_prune(db, 1000, 1, NULL), -EINVAL);
+        db_close(db);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_insert_get_list),
                 cmocka_unit_test(test_revoke),
+                cmocka_unit_test(test_prune),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
