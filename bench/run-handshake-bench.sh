@@ -295,6 +295,14 @@ function median(list,   a, n, i, j, t) {
         return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
 function add(k, v) { if (k in L) L[k] = L[k] " " v; else L[k] = v }
+# Round by round (the servers of one round ran minutes apart, not hours): the ratio of each round and
+# their median, shown beside the ratio of the medians (the verdict), which drift between rounds moves more.
+function paired(t, base, ph,   a, b, n, i, out, list) {
+        n = split(L[t, ph, "cpu"], a, " ")
+        if (split(L[base, ph, "cpu"], b, " ") != n || n == 0) return ""
+        for (i = 1; i <= n; i++) { list = list (i > 1 ? " " : "") sprintf("%.2f", a[i] / b[i]) }
+        return sprintf("%s vs %s, paired by round: %s (median %.2f)", ph, base, list, median(list))
+}
 {
         if ($1 == "crypto") {
                 if ($2 == "floor") { add("floor", val($0, "total_us")); add("x", val($0, "x25519_us")); add("s", val($0, "sign_us")); add("v", val($0, "verify_cv_us")); add("c", val($0, "verify_chain_us")); alg = val($0, "server_sign") }
@@ -331,6 +339,8 @@ END {
                 r = M[t, "full", "cpu"] / M[st, "full", "cpu"];      printf "%-11s %-32s %7.2f %8s %s\n", t, "CPU/hs full vs stunnel4", r, "<= 0.5", (r <= 0.5 ? "met" : "MISSED")
                 r = M[t, "full", "cpu"] / fl;                        printf "%-11s %-32s %7.2f %8s %s\n", t, "CPU/hs full vs crypto floor", r, "<= 2", (r <= 2 ? "met" : "MISSED")
                 r = M[t, "resumed", "cpu"] / M[gs, "resumed", "cpu"]; printf "%-11s %-32s %7.2f %8s %s\n", t, "CPU/hs resumed vs gnutls-serv", r, "<= 0.9", (r <= 0.9 ? "met" : "MISSED")
+                printf "%-11s   %s\n", "", paired(t, gs, "full")
+                printf "%-11s   %s\n", "", paired(t, gs, "resumed")
                 printf "%-11s %-32s %7.2f\n", t, "CPU/hs resumed vs stunnel4", M[t, "resumed", "cpu"] / M[st, "resumed", "cpu"]
                 printf "%-11s %-32s %7.2f\n", t, "hs/s full vs gnutls-serv", M[t, "full", "rate"] / M[gs, "full", "rate"]
                 printf "%-11s %-32s %7.2f\n", t, "hs/s full vs stunnel4", M[t, "full", "rate"] / M[st, "full", "rate"]
