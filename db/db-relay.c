@@ -18,7 +18,8 @@
 static const char *const relay_statement_sql[_DB_STMT_MAX] = {
         [DB_STMT_MAILBOX_BY_KEY] = "SELECT id, owner FROM mailboxes WHERE identity_key = ?1",
         [DB_STMT_MAILBOX_INSERT] = "INSERT INTO mailboxes(identity_key, owner, created_usec) VALUES (?1, ?2, ?3)",
-        [DB_STMT_MAILBOX_USAGE] = "SELECT queued_messages, queued_bytes FROM mailboxes WHERE id = ?1",
+        [DB_STMT_MAILBOX_USAGE] = "SELECT queued_messages, queued_bytes, "
+                                  "(SELECT queued_bytes FROM relay_totals WHERE id = 1) FROM mailboxes WHERE id = ?1",
         [DB_STMT_MAILBOXES_OWNED] = "SELECT count(*) FROM mailboxes WHERE owner = ?1",
         [DB_STMT_DEDUP_LOOKUP] = "SELECT server_id, expires_usec FROM dedup WHERE sender = ?1 AND client_msg_id = ?2",
         [DB_STMT_MESSAGE_DELETE] = "DELETE FROM messages WHERE id = ?1",
@@ -171,9 +172,10 @@ int db_mailbox_lookup(Db *db, const uint8_t key[DB_MAILBOX_KEY_SIZE], int64_t *r
         return 0;
 }
 
-static int mailbox_usage_internal(Db *db, int64_t mailbox_id, uint64_t *ret_messages, uint64_t *ret_bytes) {
+static int mailbox_usage_internal(Db *db, int64_t mailbox_id, uint64_t *ret_messages, uint64_t *ret_bytes,
+                                  uint64_t *ret_store_bytes) {
         _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
-        int64_t messages, bytes;
+        int64_t messages, bytes, store_bytes;
         int r, rc;
 
         r = relay_stmt(db, DB_STMT_MAILBOX_USAGE, &stmt);
@@ -189,10 +191,13 @@ static int mailbox_usage_internal(Db *db, int64_t mailbox_id, uint64_t *ret_mess
                 return db_error(db, rc);
         messages = sqlite3_column_int64(stmt, 0);
         bytes = sqlite3_column_int64(stmt, 1);
-        if (messages < 0 || bytes < 0)
-                return db_errorf(db, -EBADMSG, "mailbox %" PRIi64 ": negative counters", mailbox_id);
+        store_bytes = sqlite3_column_int64(stmt, 2);   /* the one relay_totals row (migration 4) */
+        if (messages < 0 || bytes < 0 || store_bytes < 0 || sqlite3_column_type(stmt, 2) != SQLITE_INTEGER)
+                return db_errorf(db, -EBADMSG, "mailbox %" PRIi64 ": bad counters", mailbox_id);
         *ret_messages = (uint64_t) messages;
         *ret_bytes = (uint64_t) bytes;
+        if (ret_store_bytes)
+                *ret_store_bytes = (uint64_t) store_bytes;
         return 0;
 }
 
@@ -202,7 +207,7 @@ int db_mailbox_usage(Db *db, int64_t mailbox_id, uint64_t *ret_messages, uint64_
 
         if (!db)
                 return -EINVAL;
-        r = mailbox_usage_internal(db, mailbox_id, &messages, &bytes);
+        r = mailbox_usage_internal(db, mailbox_id, &messages, &bytes, NULL);
         if (r < 0)
                 return r;
         if (ret_messages)
@@ -280,7 +285,7 @@ int db_message_insert(Db *db, int64_t mailbox_id, const char *sender, const uint
                       const DbQuota *quota, int64_t *ret_server_id, bool *ret_duplicate) {
         _cleanup_db_txn_ DbTxn txn = {};
         _cleanup_db_stmt_ sqlite3_stmt *stmt = NULL;
-        uint64_t queued_messages = 0, queued_bytes = 0;        /* for gcc -O3, as above */
+        uint64_t queued_messages = 0, queued_bytes = 0, store_bytes = 0;  /* for gcc -O3, as above */
         int64_t server_id = 0;
         int r, rc;
 
@@ -320,7 +325,7 @@ int db_message_insert(Db *db, int64_t mailbox_id, const char *sender, const uint
                 return 0;
         }
 
-        r = mailbox_usage_internal(db, mailbox_id, &queued_messages, &queued_bytes);
+        r = mailbox_usage_internal(db, mailbox_id, &queued_messages, &queued_bytes, &store_bytes);
         if (r < 0)
                 return r;
         if (quota && quota->max_messages > 0 && queued_messages >= quota->max_messages)
@@ -330,6 +335,10 @@ int db_message_insert(Db *db, int64_t mailbox_id, const char *sender, const uint
             (queued_bytes > quota->max_bytes || size > quota->max_bytes - queued_bytes))
                 return db_errorf(db, -EDQUOT, "mailbox %" PRIi64 ": %" PRIu64 " + %zu bytes over quota %" PRIu64,
                                  mailbox_id, queued_bytes, size, quota->max_bytes);
+        if (quota && quota->store_max_bytes > 0 &&
+            (store_bytes > quota->store_max_bytes || size > quota->store_max_bytes - store_bytes))
+                return db_errorf(db, -ENOSPC, "relay store: %" PRIu64 " + %zu bytes over %" PRIu64, store_bytes,
+                                 size, quota->store_max_bytes);
 
         r = relay_stmt(db, DB_STMT_MESSAGE_INSERT, &stmt);
         if (r < 0)

@@ -278,10 +278,38 @@ static const char migration_3_sql[] =
         "  WHERE sender = OLD.sender AND client_msg_id = OLD.client_msg_id;\n"
         "END;\n";
 
+/*
+ * The relay's totals over all mailboxes, kept by triggers beside the
+ * per-mailbox counters of migration 3 (every way a message comes and goes,
+ * cascades included): the store-wide cap (relay_store_max_bytes) reads one
+ * row instead of summing every mailbox on each SEND.
+ */
+static const char migration_4_sql[] =
+        "CREATE TABLE relay_totals (\n"
+        "  id INTEGER PRIMARY KEY CHECK (id = 1),\n"
+        "  queued_messages INTEGER NOT NULL CHECK (queued_messages >= 0),\n"
+        "  queued_bytes INTEGER NOT NULL CHECK (queued_bytes >= 0)\n"
+        ") STRICT;\n"
+        "INSERT INTO relay_totals(id, queued_messages, queued_bytes)\n"
+        "  SELECT 1, coalesce(sum(queued_messages), 0), coalesce(sum(queued_bytes), 0) FROM mailboxes;\n"
+        "CREATE TRIGGER messages_totals_insert AFTER INSERT ON messages BEGIN\n"
+        "  UPDATE relay_totals SET queued_messages = queued_messages + 1,\n"
+        "                          queued_bytes = queued_bytes + length(NEW.body) WHERE id = 1;\n"
+        "END;\n"
+        "CREATE TRIGGER messages_totals_delete AFTER DELETE ON messages BEGIN\n"
+        "  UPDATE relay_totals SET queued_messages = queued_messages - 1,\n"
+        "                          queued_bytes = queued_bytes - length(OLD.body) WHERE id = 1;\n"
+        "END;\n"
+        "CREATE TRIGGER messages_totals_update AFTER UPDATE OF body ON messages BEGIN\n"
+        "  UPDATE relay_totals SET queued_bytes = queued_bytes - length(OLD.body) + length(NEW.body)\n"
+        "  WHERE id = 1;\n"
+        "END;\n";
+
 const DbMigration db_migrations[] = {
         { 1, "initial schema", migration_1_sql },
         { 2, "rules: cert selector", migration_2_sql },
         { 3, "relay: queue counters, dedup keys", migration_3_sql },
+        { 4, "relay: totals over all mailboxes", migration_4_sql },
 };
 const size_t db_n_migrations = ELEMENTSOF(db_migrations);
 

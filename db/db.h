@@ -26,7 +26,7 @@
 
 typedef struct Db Db;
 
-#define DB_SCHEMA_VERSION_LATEST 3  /* bumped by each migration that lands */
+#define DB_SCHEMA_VERSION_LATEST 4  /* bumped by each migration that lands */
 
 /* PRAGMA application_id of a secd store ("secd"); other non-zero ids are refused. */
 #define DB_APPLICATION_ID 0x73656364
@@ -240,6 +240,7 @@ int db_mailbox_lookup(Db *db, const uint8_t key[DB_MAILBOX_KEY_SIZE], int64_t *r
 typedef struct DbQuota {
         uint64_t max_messages;          /* queued per mailbox; 0: no limit */
         uint64_t max_bytes;             /* queued blob bytes per mailbox; 0: no limit */
+        uint64_t store_max_bytes;       /* queued blob bytes in all mailboxes together; 0: no limit */
 } DbQuota;
 
 /*
@@ -253,7 +254,8 @@ typedef struct DbQuota {
  * received_usec (not swept yet) no longer counts: it and its message, if
  * still queued, are deleted and the new one stored. Otherwise the quota is checked against the
  * mailbox's counters: -EDQUOT if this message would exceed it (nothing
- * stored); -ENOENT if there is no such mailbox. size is 1..DB_MESSAGE_MAX,
+ * stored), then store_max_bytes against the totals of all mailboxes:
+ * -ENOSPC (nothing stored); -ENOENT if there is no such mailbox. size is 1..DB_MESSAGE_MAX,
  * sender 1..DB_PRINCIPAL_MAX bytes, expires_usec > received_usec >= 0
  * (-EINVAL otherwise). ret_server_id and ret_duplicate may be NULL.
  */

@@ -97,6 +97,8 @@ static const ConfigKey config_keys[] = {
           CONFIG_COUNT, offsetof(Config, relay_mailboxes_per_owner), false, 1, UINT64_C(1000000) },
         { { "relay_mailbox_max_bytes", "SIZE", "Message bytes queued in one mailbox; more are refused (QUOTA_EXCEEDED)" },
           CONFIG_SIZE, offsetof(Config, relay_mailbox_max_bytes), false, 1024, UINT64_C(1) << 40 },
+        { { "relay_store_max_bytes", "SIZE", "Message bytes queued in all mailboxes together; more are refused (QUOTA_EXCEEDED)" },
+          CONFIG_SIZE, offsetof(Config, relay_store_max_bytes), false, 1024, UINT64_C(1) << 44 },
         { { "relay_send_rate", "RATE", "SENDs per sender identity, e.g. 1000/s, 60/min, or off" },
           CONFIG_RATE, offsetof(Config, relay_send_rate), false, 0, 0 },
         { { "relay_send_burst", "N", "SENDs one sender may make at once above relay_send_rate" },
@@ -191,6 +193,7 @@ int config_init(Config *c) {
                 .relay_mailbox_max_messages = 10000,
                 .relay_mailboxes_per_owner = 64,
                 .relay_mailbox_max_bytes = UINT64_C(256) << 20,
+                .relay_store_max_bytes = UINT64_C(4) << 30,
                 .relay_send_rate = USEC_PER_SEC / 1000,         /* 1000/s */
                 .relay_send_burst = 1000,
                 .relay_recipient_rate = USEC_PER_SEC / 2000,    /* 2000/s */

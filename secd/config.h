@@ -50,6 +50,7 @@ typedef struct Config {
         uint64_t relay_mailbox_max_messages; /* queued per mailbox */
         uint64_t relay_mailboxes_per_owner;  /* mailboxes one principal may own */
         uint64_t relay_mailbox_max_bytes;    /* queued blob bytes per mailbox */
+        uint64_t relay_store_max_bytes;      /* queued blob bytes in all mailboxes together */
         uint64_t relay_send_rate;       /* per sender principal */
         uint64_t relay_send_burst;
         uint64_t relay_recipient_rate;  /* per recipient mailbox */

@@ -755,6 +755,20 @@ static void relay_send_done(RelayJob *base, int r) {
         else if (r == -EDQUOT)
                 relay_refuse(s, base->type, base->request_id, FRAME_ERROR_QUOTA_EXCEEDED,
                              "the recipient's mailbox is full");
+        else if (r == -ENOSPC) {
+                static uint64_t logged_usec;
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+                /* The operator's business (every sender is refused now): a warning, at most once a minute. */
+                if (logged_usec == 0 || now - logged_usec >= 60 * UINT64_C(1000000)) {
+                        logged_usec = now;
+                        log_warning("Relay: the store holds relay_store_max_bytes (%" PRIu64 ") of queued messages; "
+                                    "SENDs are refused with QUOTA_EXCEEDED until messages are fetched or expire.",
+                                    relay_config(base->relay)->relay_store_max_bytes);
+                }
+                relay_refuse(s, base->type, base->request_id, FRAME_ERROR_QUOTA_EXCEEDED,
+                             "the relay's store is full (relay_store_max_bytes)");
+        }
         else if (r < 0)
                 relay_internal_error(s, base->type, base->request_id, r);
         else {
@@ -814,6 +828,7 @@ static int relay_send(RelaySession *s, const FrameHeader *h, const uint8_t *payl
         j->quota = (DbQuota) {
                 .max_messages = c->relay_mailbox_max_messages,
                 .max_bytes = c->relay_mailbox_max_bytes,
+                .store_max_bytes = c->relay_store_max_bytes,
         };
         j->size = req.blob_size;
         memcpy(j->blob, req.blob, req.blob_size);

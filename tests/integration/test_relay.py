@@ -636,6 +636,30 @@ class RelayQuotaTest(RelayTestCase):
         self.assertEqual([m["len"] for m in got], [600, 400, 24])
 
 
+class RelayStoreCapTest(RelayTestCase):
+    secd_extra_args = ("--relay-store-max-bytes", "2K")
+
+    def test_store_cap_counts_every_mailbox(self):
+        bob, carol = self.identity("bob"), self.identity("carol")
+        tb, tc = self.tool(name="bob"), self.tool(name="carol")
+        tb.cmd(f"register {bob.arg}", ok=True)
+        tc.cmd(f"register {carol.arg}", ok=True)
+        tb.cmd(f"send {bob.hex} - fill:1500", ok=True)
+        # Carol's mailbox is empty, but the store as a whole is not.
+        self.assertEqual(tc.cmd(f"send {carol.hex} - fill:600", ok=False)["error"], "EDQUOT")
+        tc.cmd(f"send {carol.hex} - fill:548", ok=True)      # exactly 2048 queued
+        out = tb.cmd(f"raw {SEND} {send_payload(bob.hex, cid(9), b'z').hex()}")
+        self.assert_code(out, ERR_QUOTA_EXCEEDED, "one byte over the store cap")
+        self.assertIn("store", str(out), out)
+        wait_until(lambda: "relay_store_max_bytes" in self.d.output(), what="secd's warning that the store is full")
+        # Nothing accepted was lost; acknowledging makes room for any mailbox.
+        got = tb.cmd("fetch 100 0 0", ok=True)["messages"]
+        self.assertEqual([m["len"] for m in got], [1500])
+        tb.cmd(f"ack {got[0]['id']}", ok=True)
+        tc.cmd(f"send {carol.hex} - fill:1000", ok=True)
+        self.assertEqual([m["len"] for m in tc.cmd("fetch 100 0 0", ok=True)["messages"]], [548, 1000])
+
+
 class RelayConcurrentQuotaTest(RelayTestCase):
     secd_extra_args = ("--relay-mailbox-max-messages", "50", "--relay-send-rate", "off",
                        "--relay-recipient-rate", "off")

@@ -161,6 +161,13 @@ static void assert_counters_recount(Db *db) {
                                     "queued_bytes <> (SELECT coalesce(sum(length(body)), 0) FROM messages m "
                                     "WHERE m.mailbox_id = mb.id)"),
                          0);
+        /* The store-wide totals (migration 4): one row, equal to a recount of every message. */
+        assert_int_equal(handle_int(db, "SELECT count(*) FROM relay_totals"), 1);
+        assert_int_equal(handle_int(db,
+                                    "SELECT count(*) FROM relay_totals WHERE "
+                                    "queued_messages <> (SELECT count(*) FROM messages) OR "
+                                    "queued_bytes <> (SELECT coalesce(sum(length(body)), 0) FROM messages)"),
+                         0);
 }
 
 static void assert_usage(Db *db, int64_t mailbox, uint64_t messages, uint64_t bytes) {
@@ -376,6 +383,43 @@ static void test_max_size_message(void **state) {
         assert_int_equal(m[0].body[0], 7);
         assert_int_equal(m[0].body[DB_MESSAGE_MAX - 1], 7);
         db_messages_free(m, n);
+}
+
+/* relay_store_max_bytes: all mailboxes together, up to exactly the cap; freed space counts again. */
+static void test_store_cap(void **state) {
+        Fixture *f = *state;
+        int64_t a = mailbox_new(f->db, 1, "uid:1"), b = mailbox_new(f->db, 2, "uid:2"), id = -3, first = -1;
+        DbQuota q = { .max_bytes = 1000, .store_max_bytes = 300 };
+        size_t deleted;
+        bool dup = true;
+
+        assert_int_equal(msg_put(f->db, a, "s", 1, 200, T0, T0 + TTL, &q, &first, &dup), 0);
+        assert_int_equal(msg_put(f->db, b, "s", 2, 101, T0, T0 + TTL, &q, &id, &dup), -ENOSPC);
+        assert_non_null(strstr(db_last_error(f->db), "relay store"));
+        assert_int_equal(msg_put(f->db, b, "s", 2, 100, T0, T0 + TTL, &q, &id, &dup), 0);
+        id = -3;
+        assert_int_equal(msg_put(f->db, a, "s", 3, 1, T0, T0 + TTL, &q, &id, &dup), -ENOSPC);
+        assert_int_equal(msg_put(f->db, b, "s", 3, 1, T0, T0 + TTL, &q, &id, &dup), -ENOSPC);
+        assert_int_equal(id, -3);
+        assert_int_equal(count_rows(f->db, "messages"), 2);
+        /* A resend of a stored one is answered even when full. */
+        dup = false;
+        assert_int_equal(msg_put(f->db, a, "s", 1, 200, T0, T0 + TTL, &q, &id, &dup), 0);
+        assert_true(dup);
+        assert_int_equal(id, first);
+        /* The mailbox quota is judged first. */
+        q.max_bytes = 150;
+        assert_int_equal(msg_put(f->db, a, "s", 4, 1, T0, T0 + TTL, &q, &id, &dup), -EDQUOT);
+        q.max_bytes = 1000;
+        /* Acknowledged: the space is free again, for any mailbox. */
+        assert_int_equal(db_messages_ack(f->db, a, &first, 1, &deleted), 0);
+        assert_int_equal(deleted, 1);
+        assert_int_equal(msg_put(f->db, b, "s", 5, 200, T0, T0 + TTL, &q, &id, &dup), 0);
+        assert_int_equal(msg_put(f->db, b, "s", 6, 1, T0, T0 + TTL, &q, &id, &dup), -ENOSPC);
+        /* No cap: 0. */
+        q.store_max_bytes = 0;
+        assert_int_equal(msg_put(f->db, b, "s", 6, 1, T0, T0 + TTL, &q, &id, &dup), 0);
+        assert_counters_recount(f->db);
 }
 
 static void test_quota(void **state) {
@@ -1062,10 +1106,10 @@ static void test_migration_2_to_3(void **state) {
                  "INSERT INTO one_time_prekeys(mailbox_id, key_id, public_key, published_usec) VALUES "
                  "  (1, 1, zeroblob(32), 1), (1, 2, zeroblob(32), 1);");
 
-        /* Opening migrates; the counters start from a recount. */
+        /* Opening migrates (through 4: the totals); the counters start from a recount. */
         assert_int_equal(db_open(f->path, 0, &db), 0);
         assert_int_equal(db_schema_version(db, &version), 0);
-        assert_int_equal(version, 3);
+        assert_int_equal(version, DB_SCHEMA_VERSION_LATEST);
         assert_counters_recount(db);
         memset(key, 0, sizeof key);
         assert_int_equal(db_mailbox_lookup(db, key, &box1, NULL), 0);
@@ -1124,7 +1168,7 @@ static void test_migration_2_to_3(void **state) {
         assert_int_equal(db_open(f->path, 0, &db), 0);
         assert_int_equal(handle_int(db, "SELECT count(*) FROM pragma_integrity_check WHERE integrity_check <> 'ok'"), 0);
         assert_int_equal(handle_int(db, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
-        assert_int_equal(handle_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 4);
+        assert_int_equal(handle_int(db, "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'"), 7);   /* 4 of migration 3, 3 of 4 */
         assert_usage(db, box1, 1, 5);
         db_close(db);
 }
@@ -1436,6 +1480,7 @@ int main(void) {
                 T(test_insert_and_dedup),
                 T(test_insert_bad_arguments),
                 T(test_max_size_message),
+                T(test_store_cap),
                 T(test_quota),
                 T(test_fetch_rules),
                 T(test_fetch_count_cap),
