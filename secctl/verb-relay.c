@@ -58,8 +58,8 @@ static int get_counters(json_object *o, const char *const *names, size_t n, int6
 int ctl_relay_stats_print(FILE *f, json_object *reply, int64_t now_usec) {
         static const char *const names[] = { "registered", "mailboxes_created", "stored", "duplicates",
                                              "fetched",    "acked",             "expired", "fetch_waits" };
-        int64_t mailboxes = 0, messages = 0, bytes = 0, oldest = 0, v[ELEMENTSOF(names)];
-        bool have_mailboxes = false, have_messages = false, have_bytes = false, have_oldest = false;
+        int64_t mailboxes = 0, messages = 0, bytes = 0, oldest = 0, cap = 0, v[ELEMENTSOF(names)];
+        bool have_mailboxes = false, have_messages = false, have_bytes = false, have_oldest = false, have_cap = false;
         json_object *relay;
 
         if (!json_object_object_get_ex(reply, "relay", &relay) || !json_object_is_type(relay, json_type_object))
@@ -68,6 +68,7 @@ int ctl_relay_stats_print(FILE *f, json_object *reply, int64_t now_usec) {
             get_store_int(relay, "messages", &have_messages, &messages) < 0 ||
             get_store_int(relay, "bytes", &have_bytes, &bytes) < 0 ||
             get_store_int(relay, "oldest_usec", &have_oldest, &oldest) < 0 ||
+            get_store_int(relay, "store_max_bytes", &have_cap, &cap) < 0 ||
             get_counters(relay, names, ELEMENTSOF(names), v) < 0)
                 return -EBADMSG;
 
@@ -76,6 +77,11 @@ int ctl_relay_stats_print(FILE *f, json_object *reply, int64_t now_usec) {
                 fprintf(f, "queued: %" PRId64 " messages, %" PRId64 " bytes\n", messages, bytes);
         } else
                 fputs("mailboxes: unknown (secd could not read its store)\nqueued: unknown\n", f);
+        /* Older secd: no such field, no line. */
+        if (have_cap && cap > 0 && have_bytes)
+                fprintf(f, "store cap: %" PRId64 " bytes (%.1f%% used)\n", cap, 100.0 * (double) bytes / (double) cap);
+        else if (have_cap && cap > 0)
+                fprintf(f, "store cap: %" PRId64 " bytes\n", cap);
         if (have_oldest && oldest > 0) {
                 char when[64], age[64];
 

@@ -128,6 +128,8 @@ static int control_status_add_relay(Manager *m, json_object *reply) {
                  add_int(relay, "messages", (int64_t) rs.messages) < 0 ||
                  add_int(relay, "bytes", (int64_t) rs.bytes) < 0 || add_int(relay, "oldest_usec", rs.oldest_usec) < 0)
                 return -ENOMEM;
+        if (add_int(relay, "store_max_bytes", (int64_t) MIN(m->config.relay_store_max_bytes, (uint64_t) INT64_MAX)) < 0)
+                return -ENOMEM;
         if (add_int(relay, "registered", (int64_t) rc->registered) < 0 ||
             add_int(relay, "mailboxes_created", (int64_t) rc->mailboxes_created) < 0 ||
             add_int(relay, "stored", (int64_t) rc->stored) < 0 ||

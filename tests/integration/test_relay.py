@@ -996,6 +996,7 @@ class RelayStatsTest(RelayTestCase):
         cp = self.secctl("relay", "stats", expect=0)
         self.assertRegex(cp.stdout, r"(?im)^\s*mailboxes:\s+2\s*$", cp.stdout)
         self.assertRegex(cp.stdout, r"(?m)^queued: 0 messages, 0 bytes$", cp.stdout)
+        self.assertRegex(cp.stdout, r"(?m)^store cap: 4294967296 bytes \(0\.0% used\)$", cp.stdout)
         self.assertRegex(cp.stdout, r"(?m)^stored: 4, duplicates 1$", cp.stdout)
         self.assertRegex(cp.stdout, r"(?m)^refused: .*quota-exceeded 1", cp.stdout)
 

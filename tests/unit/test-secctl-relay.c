@@ -31,6 +31,7 @@ static int keys_print(FILE *f, json_object *o, int64_t now) {
 static void test_relay_stats(void **state) {
         json_object *o = json_tokener_parse(
                 "{\"relay\": {\"mailboxes\": 12, \"messages\": 40, \"bytes\": 81920, \"oldest_usec\": 1000000,"
+                " \"store_max_bytes\": 819200,"
                 " \"registered\": 30, \"mailboxes_created\": 2, \"stored\": 1200, \"duplicates\": 3,"
                 " \"fetched\": 1185, \"acked\": 1160, \"expired\": 0, \"fetch_waits\": 57,"
                 " \"refused\": {\"bad_payload\": 0, \"not_registered\": 0, \"bad_signature\": 0, \"not_owner\": 0,"
@@ -42,7 +43,8 @@ static void test_relay_stats(void **state) {
         assert_non_null(o);
         out = print_to_string(ctl_relay_stats_print, o, 1000000 + 3600 * INT64_C(1000000) + 5 * 60 * INT64_C(1000000), &r);
         assert_int_equal(r, 0);
-        assert_non_null(strstr(out, "mailboxes: 12\nqueued: 40 messages, 81920 bytes\noldest: "));
+        assert_non_null(strstr(out, "mailboxes: 12\nqueued: 40 messages, 81920 bytes\nstore cap: 819200 bytes (10.0% used)\n"
+                                    "oldest: "));
         assert_non_null(strstr(out, " (1h 5min ago)\n"));
         assert_non_null(strstr(out, "registered: 30 (new mailboxes 2)\nstored: 1200, duplicates 3\n"
                                     "fetched: 1185, acked 1160, expired 0\nfetch-waits: 57\n"
@@ -71,6 +73,8 @@ static void test_relay_stats_malformed(void **state) {
                 "{}",                                                   /* no relay part: -ENODATA */
                 "{\"relay\": 5}",
                 "{\"relay\": {\"mailboxes\": 1}}",                      /* counters missing */
+                "{\"relay\": {\"store_max_bytes\": -5, \"registered\": 0, \"mailboxes_created\": 0, \"stored\": 0,"
+                " \"duplicates\": 0, \"fetched\": 0, \"acked\": 0, \"expired\": 0, \"fetch_waits\": 0, " REFUSED_ZERO "}}",
                 "{\"relay\": {\"mailboxes\": -1, \"registered\": 0, \"mailboxes_created\": 0, \"stored\": 0,"
                 " \"duplicates\": 0, \"fetched\": 0, \"acked\": 0, \"expired\": 0, \"fetch_waits\": 0, " REFUSED_ZERO "}}",
                 "{\"relay\": {\"registered\": \"x\", \"mailboxes_created\": 0, \"stored\": 0, \"duplicates\": 0,"
