@@ -125,6 +125,22 @@ static const char *data_ep(const DataConnection *c) {
         return policy_endpoint_to_string(c->kind);
 }
 
+/* Off m->data_kicked (data_connection_kick()), if on it. */
+static void data_unkick(DataConnection *c) {
+        Manager *m = c->manager;
+
+        if (!c->kicked)
+                return;
+        if (c->kicked_prev)
+                c->kicked_prev->kicked_next = c->kicked_next;
+        else
+                m->data_kicked = c->kicked_next;
+        if (c->kicked_next)
+                c->kicked_next->kicked_prev = c->kicked_prev;
+        c->kicked = false;
+        c->kicked_prev = c->kicked_next = NULL;
+}
+
 static DataConnection *data_connection_free(DataConnection *c) {
         Manager *m;
 
@@ -146,14 +162,7 @@ static DataConnection *data_connection_free(DataConnection *c) {
         sd_event_source_disable_unref(c->io_source);
         sd_event_source_disable_unref(c->timer_source);
         sd_event_source_disable_unref(c->defer_source);
-        if (c->kicked) {
-                if (c->kicked_prev)
-                        c->kicked_prev->kicked_next = c->kicked_next;
-                else
-                        m->data_kicked = c->kicked_next;
-                if (c->kicked_next)
-                        c->kicked_next->kicked_prev = c->kicked_prev;
-        }
+        data_unkick(c);
         if (c->session)
                 gnutls_deinit(c->session);
         tls_credentials_unref(c->creds);
@@ -942,11 +951,7 @@ static int data_on_flush(sd_event_source *s, void *userdata) {
         while (m->data_kicked) {
                 DataConnection *c = m->data_kicked;
 
-                m->data_kicked = c->kicked_next;
-                if (m->data_kicked)
-                        m->data_kicked->kicked_prev = NULL;
-                c->kicked = false;
-                c->kicked_prev = c->kicked_next = NULL;
+                data_unkick(c);
                 data_run(c);
         }
         return 0;

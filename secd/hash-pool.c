@@ -2,10 +2,10 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
-#include <time.h>
 
 #include "hash-pool.h"
 #include "log.h"
+#include "util.h"
 
 /*
  * What one uid may still have hashed: a token bucket of bytes (refilled at
@@ -73,13 +73,6 @@ struct HashPool {
         uint64_t budget_clock;
 };
 
-static uint64_t hash_pool_now_usec(void) {
-        struct timespec ts;
-
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * UINT64_C(1000000) + (uint64_t) ts.tv_nsec / 1000;
-}
-
 static void hash_budget_refill(const HashPool *p, HashBudget *b, uint64_t now) {
         uint64_t elapsed = now > b->refilled_usec ? now - b->refilled_usec : 0, add;
 
@@ -138,7 +131,7 @@ static int hash_budget_charge(HashPool *p, uint32_t uid, uint64_t size) {
 
         if (p->budget_rate == 0)
                 return 0;
-        b = hash_budget_get(p, uid, hash_pool_now_usec());
+        b = hash_budget_get(p, uid, now_usec(CLOCK_MONOTONIC));
         if (b->tokens >= size)
                 b->tokens -= size;
         else if (b->tokens >= p->budget_burst)
